@@ -1,0 +1,66 @@
+//! The command-line frame `sender` and `receiver` share: the global options every command
+//! takes, logging set-up, and the one place where a result becomes an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use pgferry::exit::Exit;
+use pgferry::logging::{self, LogFormat, RecentLines};
+
+/// Options every command takes, before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: $PGFERRY_CONFIG, else /etc/pgferry/<side>.toml]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log more (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less (-q: warnings and errors only, -qq: errors only)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Format of the log lines on stderr
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
+    pub log_format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl GlobalArgs {
+    /// The config path: `-c`, else `$PGFERRY_CONFIG`, else `default`.
+    pub fn config_path(&self, default: &str) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| pgferry::settings::default_path(default))
+    }
+
+    /// Starts logging and returns the recent-lines buffer alerts quote.
+    pub fn init_logging(&self) -> RecentLines {
+        let verbosity = i8::try_from(i16::from(self.verbose) - i16::from(self.quiet)).unwrap_or(0);
+        let format = match self.log_format {
+            Format::Text => LogFormat::Text,
+            Format::Json => LogFormat::Json,
+        };
+        logging::init(verbosity, format)
+    }
+}
+
+/// Maps a command's result to the process exit code, printing the error chain once.
+pub fn finish(result: anyhow::Result<Exit>) -> ExitCode {
+    match result {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(err) => {
+            let exit = Exit::for_error(&err);
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit.code())
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The bundle format: one `tar.gz` holding SQL or CSV entries, files, and a manifest that
+//! lists every entry's size and SHA-256. The manifest is the last entry, because the
+//! sender streams and only knows the checksums at the end.
+
+pub mod entry_path;
+pub mod hashing;
+pub mod manifest;
+pub mod naming;
+pub mod reader;
+pub mod writer;
+
+pub use manifest::{Entry, Kind, Manifest};
+pub use naming::BundleName;
+
+/// The manifest's entry path inside the archive.
+pub const MANIFEST_PATH: &str = "MANIFEST.json";
+
+/// The bundle format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,116 @@
+//! Bundle file names. They sort by creation time across kinds, and a temporary upload has
+//! a name the receiver never mistakes for a bundle.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use super::Kind;
+
+const PREFIX: &str = "pgferry-";
+const SUFFIX: &str = ".tar.gz";
+const TEMP_SUFFIX: &str = ".part";
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.6fZ";
+
+/// `pgferry-20261122T094500.123456Z-complete.tar.gz`
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BundleName {
+    pub created: DateTime<Utc>,
+    pub kind: Kind,
+}
+
+impl BundleName {
+    pub fn new(created: DateTime<Utc>, kind: Kind) -> BundleName {
+        BundleName { created, kind }
+    }
+
+    /// The name it is published under.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{PREFIX}{}-{}{SUFFIX}",
+            self.created.format(TIME_FORMAT),
+            self.kind
+        )
+    }
+
+    /// The name it is uploaded under: hidden, and ending in `.part`.
+    pub fn temp_name(&self) -> String {
+        format!(".{}{TEMP_SUFFIX}", self.file_name())
+    }
+
+    /// Parses a published name; anything else (temporary names included) is `None`.
+    pub fn parse(file_name: &str) -> Option<BundleName> {
+        let rest = file_name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+        let (time, kind) = rest.rsplit_once('-')?;
+        let kind = match kind {
+            "complete" => Kind::Complete,
+            "partial" => Kind::Partial,
+            _ => return None,
+        };
+        let created = NaiveDateTime::parse_from_str(time, TIME_FORMAT)
+            .ok()?
+            .and_utc();
+        let name = BundleName { created, kind };
+        (name.file_name() == file_name).then_some(name)
+    }
+
+    /// A leftover of an interrupted upload of this kind.
+    pub fn is_temp_of_kind(file_name: &str, kind: Kind) -> bool {
+        file_name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+            .and_then(BundleName::parse)
+            .is_some_and(|name| name.kind == kind)
+    }
+}
+
+impl fmt::Display for BundleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let name = BundleName::new(at("2026-11-22T09:45:00.123456Z"), Kind::Complete);
+        assert_eq!(
+            name.file_name(),
+            "pgferry-20261122T094500.123456Z-complete.tar.gz"
+        );
+        assert_eq!(BundleName::parse(&name.file_name()), Some(name));
+    }
+
+    #[test]
+    fn names_sort_by_time_across_kinds() {
+        let a = BundleName::new(at("2026-11-22T09:45:00Z"), Kind::Partial).file_name();
+        let b = BundleName::new(at("2026-11-22T09:45:00.000001Z"), Kind::Complete).file_name();
+        let c = BundleName::new(at("2026-11-22T10:00:00Z"), Kind::Partial).file_name();
+        let mut names = vec![c.clone(), b.clone(), a.clone()];
+        names.sort();
+        assert_eq!(names, vec![a, b, c]);
+    }
+
+    #[test]
+    fn temporary_and_foreign_names_are_not_bundles() {
+        let name = BundleName::new(at("2026-11-22T09:45:00Z"), Kind::Partial);
+        assert_eq!(BundleName::parse(&name.temp_name()), None);
+        assert!(BundleName::is_temp_of_kind(
+            &name.temp_name(),
+            Kind::Partial
+        ));
+        assert!(!BundleName::is_temp_of_kind(
+            &name.temp_name(),
+            Kind::Complete
+        ));
+        assert_eq!(BundleName::parse("pgferry-x-complete.tar.gz"), None);
+        assert_eq!(BundleName::parse("notes.txt"), None);
+    }
+}

@@ -1,0 +1,242 @@
+//! Reads a bundle back: `verify` checks all of it before anything is touched (guarantee 2),
+//! `read_entries` streams the entries again for the load and re-checks each checksum as
+//! it goes, so the load commits only bytes that were verified.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use flate2::bufread::GzDecoder;
+
+use super::entry_path::{classify, EntryKind};
+use super::hashing::HashingReader;
+use super::naming::BundleName;
+use super::{Entry, Manifest, FORMAT_VERSION, MANIFEST_PATH};
+
+/// The largest manifest accepted, so a crafted bundle cannot exhaust memory.
+const MANIFEST_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A bundle that must not be loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bundle {bundle} failed verification: {problem}")]
+pub struct VerifyError {
+    pub bundle: String,
+    pub problem: String,
+}
+
+/// A verified bundle.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: Manifest,
+    /// SHA-256 of the bundle file itself.
+    pub sha256: String,
+    pub size: u64,
+}
+
+type Archive = tar::Archive<GzDecoder<BufReader<HashingReader<File>>>>;
+
+fn open(path: &Path) -> io::Result<Archive> {
+    let file = File::open(path)?;
+    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(
+        HashingReader::new(file),
+    ))))
+}
+
+fn bundle_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Checks every entry, the manifest, each size and checksum, and the gzip trailer.
+pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
+    let bundle = bundle_label(path);
+    let fail = |problem: String| VerifyError {
+        bundle: bundle.clone(),
+        problem,
+    };
+    let io_fail = |err: io::Error| VerifyError {
+        bundle: bundle.clone(),
+        problem: format!("cannot read it: {err}"),
+    };
+    let mut archive = open(path).map_err(io_fail)?;
+    let mut seen: Vec<Entry> = Vec::new();
+    let mut manifest: Option<Manifest> = None;
+    for entry in archive.entries().map_err(io_fail)? {
+        let mut entry = entry.map_err(io_fail)?;
+        let entry_path = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| fail("an entry path is not UTF-8".into()))?;
+        let entry_type = entry.header().entry_type();
+        if entry_type != tar::EntryType::Regular {
+            return Err(fail(format!(
+                "entry {entry_path:?} is a {}; links, directories and devices are refused",
+                type_name(entry_type)
+            )));
+        }
+        let kind = classify(&entry_path).map_err(|e| fail(e.to_string()))?;
+        if manifest.is_some() {
+            return Err(fail(format!(
+                "entry {entry_path:?} comes after the manifest"
+            )));
+        }
+        if seen.iter().any(|e| e.path == entry_path)
+            || (kind == EntryKind::Manifest && entry_path != MANIFEST_PATH)
+        {
+            return Err(fail(format!("entry {entry_path:?} appears twice")));
+        }
+        if kind == EntryKind::Manifest {
+            if entry.size() > MANIFEST_LIMIT {
+                return Err(fail(format!(
+                    "the manifest is {} bytes, over the limit",
+                    entry.size()
+                )));
+            }
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text).map_err(io_fail)?;
+            manifest = Some(
+                serde_json::from_slice(&text)
+                    .map_err(|e| fail(format!("the manifest is not valid: {e}")))?,
+            );
+            continue;
+        }
+        let mut hashing = HashingReader::new(&mut entry);
+        io::copy(&mut hashing, &mut io::sink()).map_err(io_fail)?;
+        let (sha256, size) = hashing.finish();
+        seen.push(Entry {
+            path: entry_path,
+            size,
+            sha256,
+        });
+    }
+    let manifest = manifest.ok_or_else(|| fail("it has no manifest (truncated?)".into()))?;
+    let (sha256, size) = finish_stream(archive).map_err(|e| fail(e.to_string()))?;
+    check_manifest(&manifest, &seen, path).map_err(fail)?;
+    Ok(Verified {
+        manifest,
+        sha256,
+        size,
+    })
+}
+
+/// Drains the rest of the gzip stream (so its CRC is checked) and refuses trailing bytes.
+fn finish_stream(archive: Archive) -> io::Result<(String, u64)> {
+    let mut gzip = archive.into_inner();
+    let mut rest = Vec::new();
+    gzip.read_to_end(&mut rest)?;
+    if rest.iter().any(|&b| b != 0) {
+        return Err(io::Error::other("data after the end of the archive"));
+    }
+    let mut buffered = gzip.into_inner();
+    if !buffered.fill_buf()?.is_empty() {
+        return Err(io::Error::other("bytes after the end of the gzip stream"));
+    }
+    let hashing = buffered.into_inner();
+    Ok(hashing.finish())
+}
+
+fn check_manifest(manifest: &Manifest, seen: &[Entry], path: &Path) -> Result<(), String> {
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} is not supported (this receiver reads version {FORMAT_VERSION}); hint: upgrade the receiver",
+            manifest.format_version
+        ));
+    }
+    let file_name = bundle_label(path);
+    match BundleName::parse(&file_name) {
+        Some(name) if name.kind == manifest.kind && manifest.name == file_name => {}
+        _ => {
+            return Err(format!(
+                "its name does not match the manifest ({} bundle {:?})",
+                manifest.kind, manifest.name
+            ))
+        }
+    }
+    for listed in &manifest.entries {
+        match seen.iter().find(|e| e.path == listed.path) {
+            None => {
+                return Err(format!(
+                    "entry {:?} is listed in the manifest but missing",
+                    listed.path
+                ))
+            }
+            Some(found) if found.size != listed.size => {
+                return Err(format!(
+                    "entry {:?} has {} bytes, the manifest says {}",
+                    listed.path, found.size, listed.size
+                ))
+            }
+            Some(found) if found.sha256 != listed.sha256 => {
+                return Err(format!(
+                    "entry {:?} has SHA-256 {}, the manifest says {}",
+                    listed.path, found.sha256, listed.sha256
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = seen.iter().find(|e| manifest.entry(&e.path).is_none()) {
+        return Err(format!(
+            "entry {:?} is not listed in the manifest",
+            extra.path
+        ));
+    }
+    for table in &manifest.tables {
+        for schema in [&table.schema_pre, &table.schema_post]
+            .into_iter()
+            .flatten()
+        {
+            if manifest.entry(schema).is_none() {
+                return Err(format!(
+                    "schema entry {schema:?} of table {} is missing",
+                    table.table
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn type_name(entry_type: tar::EntryType) -> &'static str {
+    match entry_type {
+        tar::EntryType::Symlink => "symbolic link",
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Directory => "directory",
+        tar::EntryType::Fifo => "fifo",
+        _ => "special entry",
+    }
+}
+
+/// Streams every entry but the manifest to `visit`, in archive order, and checks each one's
+/// checksum against the (already verified) manifest once `visit` has read it.
+pub fn read_entries(
+    path: &Path,
+    manifest: &Manifest,
+    mut visit: impl FnMut(&EntryKind, &Entry, &mut dyn Read) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let bundle = bundle_label(path);
+    let mut archive = open(path)?;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let entry_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = classify(&entry_path)?;
+        if kind == EntryKind::Manifest {
+            continue;
+        }
+        let listed = manifest
+            .entry(&entry_path)
+            .ok_or_else(|| anyhow::anyhow!("bundle {bundle} changed since it was verified: {entry_path:?} is not in the manifest"))?;
+        let mut hashing = HashingReader::new(&mut entry);
+        visit(&kind, listed, &mut hashing)?;
+        io::copy(&mut hashing, &mut io::sink())?;
+        let (sha256, _) = hashing.finish();
+        if sha256 != listed.sha256 {
+            anyhow::bail!("bundle {bundle} changed since it was verified: entry {entry_path:?} has another checksum");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! Round trips through the writer and every way a bundle can be refused.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use super::*;
+use crate::bundle::manifest::{Kind, Source};
+use crate::bundle::writer::BundleWriter;
+
+fn manifest(name: &BundleName) -> Manifest {
+    Manifest {
+        format_version: FORMAT_VERSION,
+        name: name.file_name(),
+        kind: name.kind,
+        created_at: name.created,
+        source: Source {
+            host: "db".into(),
+            dbname: "app".into(),
+            server_version: "15.8".into(),
+        },
+        snapshot_time: name.created,
+        window: None,
+        tables: vec![],
+        file_sets: vec![],
+        entries: vec![],
+    }
+}
+
+fn write_bundle(dir: &Path) -> PathBuf {
+    let name = BundleName::new(Utc::now(), Kind::Complete);
+    let path = dir.join(name.file_name());
+    let file = File::create(&path).unwrap();
+    let mut writer = BundleWriter::new(file, name.created);
+    writer
+        .append_bytes("schema/0000.pre.sql", b"CREATE TABLE t (id int);")
+        .unwrap();
+    let parts = writer
+        .append_parts("data/", ".sql", &b"0123456789abcdef"[..], 6)
+        .unwrap();
+    assert_eq!(
+        parts,
+        vec!["data/000000.sql", "data/000001.sql", "data/000002.sql"]
+    );
+    writer
+        .append_bytes("files/images/a.jpeg", b"\xff\xd8jpeg")
+        .unwrap();
+    let mut m = manifest(&name);
+    writer.finish(&mut m).unwrap();
+    path
+}
+
+#[test]
+fn a_written_bundle_verifies_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bundle(dir.path());
+    let verified = verify(&path).unwrap();
+    assert_eq!(verified.manifest.entries.len(), 5);
+    assert_eq!(verified.size, std::fs::metadata(&path).unwrap().len());
+    let mut data = Vec::new();
+    read_entries(&path, &verified.manifest, |kind, _, reader| {
+        if *kind == EntryKind::Data {
+            reader.read_to_end(&mut data)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(data, b"0123456789abcdef");
+}
+
+#[test]
+fn a_flipped_byte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bundle(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let err = verify(&path).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "bundle {} failed verification",
+            path.file_name().unwrap().to_string_lossy()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_bundle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bundle(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(verify(&path).is_err());
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bundle(dir.path());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"junk")
+        .unwrap();
+    let err = verify(&path).unwrap_err();
+    assert!(
+        err.problem.contains("after the end of the gzip stream"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_renamed_bundle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bundle(dir.path());
+    let other = dir.path().join(
+        BundleName::new(Utc::now() + chrono::Duration::seconds(5), Kind::Complete).file_name(),
+    );
+    std::fs::rename(&path, &other).unwrap();
+    let err = verify(&other).unwrap_err();
+    assert!(
+        err.problem
+            .starts_with("its name does not match the manifest"),
+        "{err}"
+    );
+}

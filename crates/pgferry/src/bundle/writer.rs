@@ -1,0 +1,168 @@
+//! Writes a bundle as a stream: tar entries into a gzip encoder into whatever `Write` the
+//! caller gives (an SFTP file on the sender). Nothing is staged on disk; the only buffer is
+//! one dump part, of bounded size, because tar must know an entry's size before its data.
+
+use std::io::{self, Read, Write};
+
+use chrono::{DateTime, Utc};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use super::entry_path::classify;
+use super::hashing::{sha256_hex, HashingReader, HashingWriter};
+use super::{Entry, Manifest, MANIFEST_PATH};
+
+/// Default size of one dump part: big enough for few entries, small enough to keep the
+/// sender's memory flat.
+pub const PART_SIZE: usize = 16 * 1024 * 1024;
+
+pub struct BundleWriter<W: Write> {
+    tar: tar::Builder<GzEncoder<HashingWriter<W>>>,
+    entries: Vec<Entry>,
+    mtime: u64,
+    buffer: Vec<u8>,
+}
+
+/// What a finished bundle looks like from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl<W: Write> BundleWriter<W> {
+    pub fn new(out: W, created: DateTime<Utc>) -> Self {
+        let gzip = GzEncoder::new(HashingWriter::new(out), Compression::new(3));
+        let mut tar = tar::Builder::new(gzip);
+        tar.mode(tar::HeaderMode::Deterministic);
+        BundleWriter {
+            tar,
+            entries: Vec::new(),
+            mtime: u64::try_from(created.timestamp()).unwrap_or(0),
+            buffer: Vec::new(),
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Appends an entry whose bytes are in memory.
+    pub fn append_bytes(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.append_reader(path, bytes.len() as u64, bytes, None)
+    }
+
+    /// Appends an entry of exactly `size` bytes read from `reader`. A reader that ends
+    /// early is an error, never a short entry.
+    pub fn append_reader(
+        &mut self,
+        path: &str,
+        size: u64,
+        reader: impl Read,
+        mtime: Option<u64>,
+    ) -> io::Result<()> {
+        classify(path).map_err(io::Error::other)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(mtime.unwrap_or(self.mtime));
+        let mut hashing = HashingReader::new(Exact {
+            inner: reader,
+            remaining: size,
+            path,
+        });
+        self.tar.append_data(&mut header, path, &mut hashing)?;
+        let (sha256, read) = hashing.finish();
+        debug_assert_eq!(read, size);
+        self.entries.push(Entry {
+            path: path.to_string(),
+            size,
+            sha256,
+        });
+        Ok(())
+    }
+
+    /// Splits a stream into entries `{prefix}{n:06}{suffix}` of at most `part_size` bytes and
+    /// returns their paths. An empty stream still makes one (empty) part.
+    pub fn append_parts(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        mut reader: impl Read,
+        part_size: usize,
+    ) -> io::Result<Vec<String>> {
+        let mut paths = Vec::new();
+        let mut buffer = std::mem::take(&mut self.buffer);
+        loop {
+            buffer.clear();
+            (&mut reader)
+                .take(part_size as u64)
+                .read_to_end(&mut buffer)?;
+            if buffer.is_empty() && !paths.is_empty() {
+                break;
+            }
+            let path = format!("{prefix}{:06}{suffix}", paths.len());
+            self.append_bytes(&path, &buffer)?;
+            paths.push(path);
+            if buffer.len() < part_size {
+                break;
+            }
+        }
+        self.buffer = buffer;
+        Ok(paths)
+    }
+
+    /// Writes the manifest (with every entry so far) as the last entry and ends the stream.
+    pub fn finish(mut self, manifest: &mut Manifest) -> io::Result<(W, Written)> {
+        manifest.entries = self.entries.clone();
+        let json = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(json.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(self.mtime);
+        self.tar
+            .append_data(&mut header, MANIFEST_PATH, json.as_slice())?;
+        let gzip = self.tar.into_inner()?;
+        let hashing = gzip.finish()?;
+        let (mut out, sha256, size) = hashing.finish();
+        out.flush()?;
+        Ok((out, Written { sha256, size }))
+    }
+}
+
+/// Yields exactly `remaining` bytes of `inner`, or fails if it ends early.
+struct Exact<'a, R> {
+    inner: R,
+    remaining: u64,
+    path: &'a str,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ended {} bytes early (did it change while being read?)",
+                    self.path, self.remaining
+                ),
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The SHA-256 an in-memory entry will get, for tests.
+pub fn entry_sha(bytes: &[u8]) -> String {
+    sha256_hex(bytes)
+}

@@ -1,0 +1,151 @@
+//! Check items both `sender check` and `receiver check` run: files, directories, free
+//! space, PostgreSQL tools and the database.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::pg::psql::major_version;
+use crate::pg::Psql;
+use crate::process;
+use crate::report::Report;
+
+/// Warns when the config file is readable by other users: it names hosts, accounts and
+/// where secrets live, and operators may add SMTP usernames.
+pub fn config_permissions(report: &mut Report, path: &Path) {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o004 != 0 => report.warn(
+            "config",
+            format!(
+                "{} is readable by other users (mode {:o}); hint: chmod o-r {}",
+                path.display(),
+                meta.permissions().mode() & 0o777,
+                path.display()
+            ),
+        ),
+        Ok(_) => report.ok("config", format!("{} parsed", path.display())),
+        Err(err) => report.fail("config", format!("{}: {err}", path.display())),
+    }
+}
+
+/// A directory pgferry must write into: created when missing, then probed with a file.
+pub fn dir_writable(report: &mut Report, subject: &str, dir: &Path) -> bool {
+    let probe = dir.join(format!(".pgferry-check-{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match result {
+        Ok(()) => {
+            report.ok(subject, format!("{} is writable", dir.display()));
+            true
+        }
+        Err(err) => {
+            report.fail(subject, format!("{} is not writable: {err}", dir.display()));
+            false
+        }
+    }
+}
+
+/// A directory pgferry reads files from.
+pub fn dir_readable(report: &mut Report, subject: &str, dir: &Path) {
+    match std::fs::read_dir(dir) {
+        Ok(_) => report.ok(subject, format!("{} is readable", dir.display())),
+        Err(err) => report.fail(subject, format!("{} is not readable: {err}", dir.display())),
+    }
+}
+
+/// A file pgferry must read (a key, `known_hosts`).
+pub fn file_readable(report: &mut Report, subject: &str, path: &Path) {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.is_empty() => {
+            report.fail(subject, format!("{} is empty", path.display()))
+        }
+        Ok(_) => report.ok(subject, format!("{} is readable", path.display())),
+        Err(err) => report.fail(
+            subject,
+            format!("{} is not readable: {err}", path.display()),
+        ),
+    }
+}
+
+/// Bytes available to an unprivileged user on the filesystem holding `path`.
+pub fn free_space(path: &Path) -> std::io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+}
+
+/// Reports the free space under `dir`, warning below `minimum` bytes.
+pub fn free_space_item(report: &mut Report, subject: &str, dir: &Path, minimum: u64) {
+    match free_space(dir) {
+        Ok(free) if free < minimum => report.warn(
+            subject,
+            format!(
+                "only {} free under {} (threshold {})",
+                crate::settings::Size(free),
+                dir.display(),
+                crate::settings::Size(minimum)
+            ),
+        ),
+        Ok(free) => report.ok(
+            subject,
+            format!(
+                "{} free under {}",
+                crate::settings::Size(free),
+                dir.display()
+            ),
+        ),
+        Err(err) => report.fail(
+            subject,
+            format!("cannot measure free space under {}: {err}", dir.display()),
+        ),
+    }
+}
+
+/// A PostgreSQL client tool on PATH; returns its major version.
+pub fn pg_tool(report: &mut Report, name: &str) -> Option<u32> {
+    match process::output(Command::new(name).arg("--version")) {
+        Ok(out) => {
+            let banner = String::from_utf8_lossy(&out).trim().to_string();
+            match major_version(&banner) {
+                Some(major) => {
+                    report.ok(name, banner);
+                    Some(major)
+                }
+                None => {
+                    report.fail(name, format!("cannot read the version from {banner:?}"));
+                    None
+                }
+            }
+        }
+        Err(err) => {
+            report.fail(
+                name,
+                format!("{err}; hint: install the PostgreSQL client (postgresql-client)"),
+            );
+            None
+        }
+    }
+}
+
+/// Connects and returns the server's version number.
+pub fn database(report: &mut Report, psql: &Psql) -> Option<u32> {
+    let target = psql.connection.describe();
+    match psql.server_version_num() {
+        Ok(version) => {
+            report.ok(
+                "database",
+                format!(
+                    "{target} reachable, server version {}.{}",
+                    version / 10000,
+                    version % 10000
+                ),
+            );
+            Some(version)
+        }
+        Err(err) => {
+            report.fail("database", format!("cannot connect to {target}: {err:#}"));
+            None
+        }
+    }
+}

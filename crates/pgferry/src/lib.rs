@@ -1,0 +1,15 @@
+//! The shared library of pgferry: settings, the bundle format, the subprocess runner, job
+//! locks and history, alerts, logging and exit codes. No terminal code lives here.
+
+pub mod atomic_file;
+pub mod bundle;
+pub mod checks;
+pub mod exit;
+pub mod lock;
+pub mod logging;
+pub mod pg;
+pub mod process;
+pub mod report;
+pub mod settings;
+pub mod sftp;
+pub mod watermark;

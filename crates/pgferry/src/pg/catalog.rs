@@ -1,0 +1,66 @@
+//! Catalog questions both sides ask: which tables exist, their columns, keys and indexes.
+
+use serde::{Deserialize, Serialize};
+
+use super::Psql;
+use crate::settings::names::{quote_literal, QualifiedName};
+
+/// The user tables of the database (ordinary and partitioned), outside system schemas.
+pub fn tables(psql: &Psql) -> anyhow::Result<Vec<QualifiedName>> {
+    let rows: Option<Vec<QualifiedName>> = psql.json(TABLES_SQL)?;
+    Ok(rows.unwrap_or_default())
+}
+
+/// The query behind [`tables`], for use in a [`super::Session`]; answers JSON or NULL.
+pub const TABLES_SQL: &str = "SELECT json_agg(json_build_object('schema', n.nspname, 'name', c.relname) ORDER BY n.nspname, c.relname) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname <> 'pgferry'";
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// `format_type` of the column, e.g. `timestamp with time zone`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// What `check` and the loaders need to know about one table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TableInfo {
+    pub columns: Vec<Column>,
+    /// Columns of the primary key, or else of a unique index on not-null columns.
+    pub key: Option<Vec<String>>,
+    /// Columns that lead at least one index.
+    pub indexed_first: Vec<String>,
+}
+
+/// The catalog expression for a table's OID, from its exact name.
+pub fn regclass(table: &QualifiedName) -> String {
+    format!("{}::regclass", quote_literal(&table.quoted()))
+}
+
+/// Columns, key and leading index columns of `table`, or None when it does not exist.
+pub fn table_info(psql: &Psql, table: &QualifiedName) -> anyhow::Result<Option<TableInfo>> {
+    psql.json(&table_info_sql(table))
+}
+
+/// The query behind [`table_info`]; answers JSON, or NULL when the table does not exist.
+pub fn table_info_sql(table: &QualifiedName) -> String {
+    let literal = quote_literal(&table.quoted());
+    format!(
+        "SELECT CASE WHEN to_regclass({literal}) IS NULL THEN NULL ELSE json_build_object(\
+           'columns', (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum) \
+                       FROM pg_attribute a WHERE a.attrelid = to_regclass({literal}) AND a.attnum > 0 AND NOT a.attisdropped), \
+           'key', (SELECT json_agg(a.attname ORDER BY k.ord) FROM \
+                     (SELECT i.indkey FROM pg_index i WHERE i.indrelid = to_regclass({literal}) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+                        AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) col JOIN pg_attribute na ON na.attrelid = i.indrelid AND na.attnum = col WHERE NOT na.attnotnull) \
+                      ORDER BY i.indisprimary DESC, i.indnatts LIMIT 1) best, \
+                     unnest(best.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                     JOIN pg_attribute a ON a.attrelid = to_regclass({literal}) AND a.attnum = k.attnum), \
+           'indexed_first', COALESCE((SELECT json_agg(DISTINCT a.attname) FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                     WHERE i.indrelid = to_regclass({literal})), '[]'::json)) END"
+    )
+}

@@ -1,0 +1,10 @@
+//! Talking to PostgreSQL through its own tools: `psql` for queries and loads, `pg_dump` for
+//! dumps. libpq then handles passwords, TLS and service files exactly as the operator
+//! configured them.
+
+pub mod catalog;
+pub mod psql;
+pub mod session;
+
+pub use psql::Psql;
+pub use session::Session;

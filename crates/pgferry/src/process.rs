@@ -1,0 +1,277 @@
+//! Runs the external programs pgferry drives (`pg_dump`, `psql`, the post-processing hook)
+//! and turns their failures into errors that carry the argv, the status and the tail of
+//! stderr. `CommandReader` exposes a child's stdout as `io::Read` while a thread drains its
+//! stderr, so a chatty child can never block on a full pipe.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+
+/// How much of a child's stderr is kept for the error message.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// A child process that failed or could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{program} failed ({status}){}", tail_suffix(.stderr_tail))]
+pub struct CommandError {
+    pub program: String,
+    pub argv: String,
+    pub status: String,
+    pub stderr_tail: String,
+}
+
+fn tail_suffix(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", tail.trim())
+    }
+}
+
+fn program_name(cmd: &Command) -> String {
+    PathBuf::from(cmd.get_program())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The argv for messages and logs. Arguments never carry secrets: connection details go
+/// through the environment.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spawn_error(cmd: &Command, err: io::Error) -> CommandError {
+    let status = if err.kind() == io::ErrorKind::NotFound {
+        "not found on PATH".to_string()
+    } else {
+        format!("cannot start: {err}")
+    };
+    CommandError {
+        program: program_name(cmd),
+        argv: describe(cmd),
+        status,
+        stderr_tail: String::new(),
+    }
+}
+
+fn status_text(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Runs `cmd` to completion and returns its stdout; a non-zero exit is a [`CommandError`].
+pub fn output(cmd: &mut Command) -> Result<Vec<u8>, CommandError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| spawn_error(cmd, err))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(CommandError {
+            program: program_name(cmd),
+            argv: describe(cmd),
+            status: status_text(out.status),
+            stderr_tail: tail_of(&String::from_utf8_lossy(&out.stderr)),
+        })
+    }
+}
+
+fn tail_of(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
+    lines[start..].join("\n")
+}
+
+/// Drains a child's stderr on a thread, keeping the last lines for error messages.
+pub struct StderrTail {
+    handle: Option<JoinHandle<String>>,
+}
+
+impl StderrTail {
+    pub fn drain(stderr: impl Read + Send + 'static) -> StderrTail {
+        let handle = std::thread::spawn(move || {
+            let mut reader = io::BufReader::new(stderr);
+            let mut tail: VecDeque<String> = VecDeque::new();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                        tracing::debug!(target: "pgferry::child", "{text}");
+                        if tail.len() == STDERR_TAIL_LINES {
+                            tail.pop_front();
+                        }
+                        tail.push_back(text);
+                    }
+                }
+            }
+            tail.into_iter().collect::<Vec<_>>().join("\n")
+        });
+        StderrTail {
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits for the child's stderr to close and returns its last lines.
+    pub fn finish(&mut self) -> String {
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A running child whose stdout is read as a stream. Reaching EOF waits for the child and
+/// turns a failed exit into an `io::Error` wrapping [`CommandError`], so a truncated
+/// stream can never pass for a complete one.
+pub struct CommandReader {
+    child: Child,
+    stdout: ChildStdout,
+    stderr: StderrTail,
+    program: String,
+    argv: String,
+    finished: bool,
+}
+
+impl CommandReader {
+    pub fn spawn(cmd: &mut Command) -> Result<CommandReader, CommandError> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|err| spawn_error(cmd, err))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| spawn_error(cmd, io::Error::other("no stdout pipe")))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| spawn_error(cmd, io::Error::other("no stderr pipe")))?;
+        Ok(CommandReader {
+            child,
+            stdout,
+            stderr: StderrTail::drain(stderr),
+            program: program_name(cmd),
+            argv: describe(cmd),
+            finished: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished = true;
+        let status = self.child.wait()?;
+        let tail = self.stderr.finish();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(CommandError {
+                program: self.program.clone(),
+                argv: self.argv.clone(),
+                status: status_text(status),
+                stderr_tail: tail,
+            }))
+        }
+    }
+}
+
+impl Read for CommandReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.finished {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for CommandReader {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Abandoned mid-stream (an upload failed): don't leave the child behind.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Finds a program on `PATH`, for `check`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_command_reports_status_and_stderr() {
+        let err = output(Command::new("sh").args(["-c", "echo oops >&2; exit 3"])).unwrap_err();
+        assert_eq!(err.to_string(), "sh failed (exit status 3): oops");
+    }
+
+    #[test]
+    fn a_missing_program_says_so() {
+        let err = output(&mut Command::new("pgferry-no-such-program")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pgferry-no-such-program failed (not found on PATH)"
+        );
+    }
+
+    #[test]
+    fn a_reader_fails_at_eof_when_the_child_failed() {
+        let mut reader = CommandReader::spawn(
+            Command::new("sh").args(["-c", "echo data; echo broken >&2; exit 1"]),
+        )
+        .unwrap();
+        let mut out = String::new();
+        let err = reader.read_to_string(&mut out).unwrap_err();
+        assert_eq!(out, "data\n");
+        assert!(
+            err.to_string()
+                .contains("sh failed (exit status 1): broken"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_reader_streams_a_successful_child() {
+        let mut reader = CommandReader::spawn(Command::new("sh").args(["-c", "seq 1 3"])).unwrap();
+        let mut out = String::new();
+        reader.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "1\n2\n3\n");
+    }
+}

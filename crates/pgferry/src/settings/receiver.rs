@@ -1,0 +1,98 @@
+//! The receiver's configuration file (SPEC "Configuration", `config/receiver.toml`).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::alerts::AlertSettings;
+use super::connection::{libpq_section, PortValue};
+use super::sender::StateSettings;
+use super::values::{Duration, Schedule, Size};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSettings {
+    pub target: Target,
+    pub inbox: Inbox,
+    #[serde(default)]
+    pub files: Vec<ReceiverFileSet>,
+    pub retention: Retention,
+    #[serde(default)]
+    pub postprocess: Option<Postprocess>,
+    #[serde(default)]
+    pub complete: CompleteSettings,
+    pub state: StateSettings,
+    pub alerts: AlertSettings,
+    pub schedule: ReceiverSchedule,
+}
+
+libpq_section! {
+    /// `[target]`: the secondary database.
+    Target {}
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbox {
+    pub dir: PathBuf,
+    /// `check` warns, and `load` refuses, below this much free space (default 1GiB).
+    #[serde(default)]
+    pub min_free: Option<Size>,
+}
+
+impl Inbox {
+    pub fn min_free(&self) -> u64 {
+        self.min_free.map(|s| s.0).unwrap_or(1 << 30)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverFileSet {
+    pub name: String,
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub complete: Duration,
+    pub partial: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postprocess {
+    pub command: Vec<String>,
+    #[serde(default = "ten_minutes")]
+    pub timeout: Duration,
+}
+
+fn ten_minutes() -> Duration {
+    Duration(std::time::Duration::from_secs(600))
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSchemaChange {
+    #[default]
+    Fail,
+    Recreate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteSettings {
+    #[serde(default)]
+    pub on_schema_change: OnSchemaChange,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSchedule {
+    pub load: Schedule,
+    pub prune: Schedule,
+    pub stale_after: Duration,
+}

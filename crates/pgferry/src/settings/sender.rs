@@ -1,0 +1,100 @@
+//! The sender's configuration file (SPEC "Configuration", `config/sender.toml`).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::alerts::AlertSettings;
+use super::connection::{libpq_section, PortValue};
+use super::names::{ColumnRef, TablePattern};
+use super::values::{Duration, Schedule};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderSettings {
+    pub source: Source,
+    pub partial: PartialSettings,
+    #[serde(default)]
+    pub files: Vec<SenderFileSet>,
+    pub remote: Remote,
+    pub state: StateSettings,
+    pub alerts: AlertSettings,
+    pub schedule: SenderSchedule,
+}
+
+libpq_section! {
+    /// `[source]`: the primary database and the tables of complete bundles.
+    Source {
+        pub tables: Vec<TablePattern>,
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialSettings {
+    pub overlap: Duration,
+    #[serde(default)]
+    pub window: Option<Duration>,
+    #[serde(default)]
+    pub tables: Vec<PartialTable>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialTable {
+    pub table: TablePattern,
+    pub changed_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderFileSet {
+    pub name: String,
+    pub dir: PathBuf,
+    #[serde(default = "include_everything")]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub partial: bool,
+    #[serde(default)]
+    pub referenced_by: Vec<ColumnRef>,
+}
+
+fn include_everything() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub private_key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub dir: String,
+    /// Limit for every network step (connect, handshake, each SFTP call); default 60s.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+impl Remote {
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .map(Duration::as_std)
+            .unwrap_or(std::time::Duration::from_secs(60))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderSchedule {
+    pub complete: Schedule,
+    pub partial: Schedule,
+    pub check_remote: Schedule,
+}

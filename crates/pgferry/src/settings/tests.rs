@@ -1,0 +1,129 @@
+//! Unit tests of config parsing: the example files and every class of error.
+
+use super::*;
+
+fn example(name: &str) -> (String, PathBuf) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    (text, path)
+}
+
+#[test]
+fn the_example_configs_parse() {
+    let (text, path) = example("sender.toml");
+    let sender = SenderSettings::parse(&text, &path).unwrap();
+    assert_eq!(
+        sender.source.tables[0].to_string(),
+        "public.AndroidRequests_*"
+    );
+    assert_eq!(sender.partial.tables[0].changed_at, "timeStamp");
+    assert_eq!(sender.schedule.partial.cron(), "0 */5 * * * *");
+    assert_eq!(sender.files[0].referenced_by[0].column, "imageName");
+    let (text, path) = example("receiver.toml");
+    let receiver = ReceiverSettings::parse(&text, &path).unwrap();
+    assert_eq!(receiver.retention.complete.0.as_secs(), 4 * 86_400);
+    assert_eq!(
+        receiver.target.connection().describe(),
+        "localhost:5432/transapp"
+    );
+}
+
+fn sender_error(edit: impl Fn(String) -> String) -> String {
+    let (text, _) = example("sender.toml");
+    let text = edit(text);
+    SenderSettings::parse(&text, Path::new("/etc/pgferry/sender.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let err = sender_error(|t| t.replace("port = 22\n", "port = 22\nhots = \"x\"\n"));
+    assert!(err.starts_with("config /etc/pgferry/sender.toml, line 42, key remote.hots: unknown key, expected one of: `host`"), "{err}");
+}
+
+#[test]
+fn missing_key_is_named() {
+    let err = sender_error(|t| t.replace("overlap = \"2m\"", ""));
+    assert!(
+        err.contains("key partial.overlap: required key is missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let err = sender_error(|t| t.replace("port = 22", "port = \"twenty-two\""));
+    assert!(err.contains("line 41, key remote.port: invalid type: string \"twenty-two\", expected an integer (0-65535)"), "{err}");
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let err = sender_error(|t| t.replace("overlap = \"2m\"", "overlap = \"2 fortnights\""));
+    assert!(
+        err.contains("key partial.overlap: invalid duration \"2 fortnights\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_cron_is_named() {
+    let err =
+        sender_error(|t| t.replace("partial = \"*/5 * * * *\"", "partial = \"every 5 minutes\""));
+    assert!(
+        err.contains("key schedule.partial: invalid cron schedule \"every 5 minutes\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_password_in_the_file_is_refused() {
+    let err = sender_error(|t| {
+        t.replace(
+            "dbname = \"transapp\"",
+            "dbname = \"transapp\"\npassword = \"hunter2\"",
+        )
+    });
+    assert!(
+        err.contains("key source.password: passwords never go into the config file"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"));
+}
+
+#[test]
+fn duplicate_file_sets_are_refused() {
+    let err = sender_error(|t| t.replace("name = \"migrations\"", "name = \"images\""));
+    assert!(
+        err.contains("key files[1].name: file set \"images\" is defined twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_size_is_named() {
+    let (text, _) = example("receiver.toml");
+    let text = text.replace("# min_free = \"1GiB\"", "min_free = \"lots\"");
+    let err = ReceiverSettings::parse(&text, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key inbox.min_free: invalid size \"lots\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_enum_value_is_named() {
+    let (text, _) = example("receiver.toml");
+    let text = text.replace(
+        "on_schema_change = \"fail\"",
+        "on_schema_change = \"ignore\"",
+    );
+    let err = ReceiverSettings::parse(&text, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key complete.on_schema_change: unknown variant `ignore`, expected `fail` or `recreate`"), "{err}");
+}

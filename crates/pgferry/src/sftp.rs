@@ -1,0 +1,281 @@
+//! The SFTP side of the sender: connect with a checked host key and key authentication,
+//! make the inbox, and publish a bundle atomically (upload under a temporary name, fsync,
+//! rename). Every network step is bounded by the configured timeout.
+
+use std::io::{BufWriter, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use ssh2::{CheckResult, HashType, KnownHostFileKind, MethodType, Session};
+
+use crate::bundle::{BundleName, Kind};
+use crate::settings::sender::Remote;
+
+/// The host key is unknown or has changed: nothing may be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("host key of {host} ({fingerprint}) {problem} in {known_hosts}; nothing was sent\nhint: if the server's key really is this one, add it with: ssh-keyscan -p {port} {bare_host} >> {known_hosts}")]
+pub struct HostKeyError {
+    pub host: String,
+    pub bare_host: String,
+    pub port: u16,
+    pub fingerprint: String,
+    pub problem: &'static str,
+    pub known_hosts: String,
+}
+
+/// An authenticated SFTP connection to the receiver's inbox.
+pub struct Connection {
+    _session: Session,
+    pub sftp: ssh2::Sftp,
+    pub label: String,
+    pub dir: String,
+}
+
+/// What to call the connection in messages: `user@host:port`.
+pub fn label(remote: &Remote) -> String {
+    format!("{}@{}:{}", remote.user, remote.host, remote.port)
+}
+
+/// Connects, checks the host key against `known_hosts`, and authenticates with the key.
+pub fn connect(remote: &Remote) -> anyhow::Result<Connection> {
+    let label = label(remote);
+    let timeout = remote.timeout();
+    let tcp = tcp_connect(&remote.host, remote.port, timeout)
+        .with_context(|| format!("connect to {label}"))?;
+    let mut session = Session::new().context("create an SSH session")?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+    prefer_known_key_types(&mut session, remote);
+    session
+        .handshake()
+        .with_context(|| format!("SSH handshake with {label}"))?;
+    check_host_key(&session, remote)?;
+    session
+        .userauth_pubkey_file(&remote.user, None, &remote.private_key, None)
+        .with_context(|| {
+            format!(
+                "authenticate to {label} with key {}",
+                remote.private_key.display()
+            )
+        })?;
+    if !session.authenticated() {
+        bail!(
+            "authenticate to {label}: the server refused key {}",
+            remote.private_key.display()
+        );
+    }
+    let sftp = session
+        .sftp()
+        .with_context(|| format!("start SFTP on {label}"))?;
+    Ok(Connection {
+        _session: session,
+        sftp,
+        label,
+        dir: remote.dir.clone(),
+    })
+}
+
+fn tcp_connect(host: &str, port: u16, timeout: Duration) -> anyhow::Result<TcpStream> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolve {host}"))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(timeout))?;
+                stream.set_write_timeout(Some(timeout))?;
+                return Ok(stream);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    match last {
+        Some(err) => Err(err.into()),
+        None => bail!("{host} resolves to no address"),
+    }
+}
+
+/// The name `known_hosts` uses for this host: `host`, or `[host]:port` off port 22.
+fn known_hosts_name(remote: &Remote) -> String {
+    if remote.port == 22 {
+        remote.host.clone()
+    } else {
+        format!("[{}]:{}", remote.host, remote.port)
+    }
+}
+
+/// Asks the server for a host key of a type `known_hosts` lists for it, so a server with
+/// several keys is not refused merely because it offered another type first.
+fn prefer_known_key_types(session: &mut Session, remote: &Remote) {
+    let Ok(text) = std::fs::read_to_string(&remote.known_hosts) else {
+        return;
+    };
+    let name = known_hosts_name(remote);
+    let mut types: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(key_type)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if hosts.starts_with('#') || !hosts.split(',').any(|h| h == name) {
+            continue;
+        }
+        let key_type = key_type.to_string();
+        if key_type == "ssh-rsa" {
+            for rsa in ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] {
+                types.push(rsa.to_string());
+            }
+        } else if !types.contains(&key_type) {
+            types.push(key_type);
+        }
+    }
+    if !types.is_empty() {
+        let _ = session.method_pref(MethodType::HostKey, &types.join(","));
+    }
+}
+
+fn check_host_key(session: &Session, remote: &Remote) -> anyhow::Result<()> {
+    let (key, _) = session.host_key().context("the server sent no host key")?;
+    let fingerprint = session
+        .host_key_hash(HashType::Sha256)
+        .map(|hash| {
+            format!(
+                "SHA256:{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(hash)
+            )
+        })
+        .unwrap_or_else(|| "unknown fingerprint".to_string());
+    let mut known = session
+        .known_hosts()
+        .context("set up known_hosts checking")?;
+    known
+        .read_file(&remote.known_hosts, KnownHostFileKind::OpenSSH)
+        .with_context(|| format!("read known_hosts {}", remote.known_hosts.display()))?;
+    let problem = match known.check_port(&remote.host, remote.port, key) {
+        CheckResult::Match => return Ok(()),
+        CheckResult::NotFound => "is not listed",
+        CheckResult::Mismatch => "DOES NOT MATCH the key listed",
+        CheckResult::Failure => "could not be checked",
+    };
+    Err(HostKeyError {
+        host: format!("{}:{}", remote.host, remote.port),
+        bare_host: remote.host.clone(),
+        port: remote.port,
+        fingerprint,
+        problem,
+        known_hosts: remote.known_hosts.display().to_string(),
+    }
+    .into())
+}
+
+impl Connection {
+    fn path(&self, name: &str) -> String {
+        format!("{}/{}", self.dir.trim_end_matches('/'), name)
+    }
+
+    /// Creates the inbox and its parents when missing.
+    pub fn make_dir(&self) -> anyhow::Result<()> {
+        let mut current = String::new();
+        for part in self.dir.split('/') {
+            if part.is_empty() {
+                current.push('/');
+                continue;
+            }
+            if !current.is_empty() && !current.ends_with('/') {
+                current.push('/');
+            }
+            current.push_str(part);
+            if self.sftp.stat(Path::new(&current)).is_err() {
+                self.sftp
+                    .mkdir(Path::new(&current), 0o755)
+                    .with_context(|| format!("create directory {current} on {}", self.label))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes leftovers of interrupted uploads of this kind. Only this kind: the other
+    /// kind's job may be uploading right now.
+    pub fn remove_leftovers(&self, kind: Kind) -> anyhow::Result<Vec<String>> {
+        let entries = self
+            .sftp
+            .readdir(Path::new(&self.dir))
+            .with_context(|| format!("list {} on {}", self.dir, self.label))?;
+        let mut removed = Vec::new();
+        for (path, _) in entries {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if BundleName::is_temp_of_kind(name, kind) {
+                self.sftp.unlink(&path).with_context(|| {
+                    format!("remove leftover {} on {}", path.display(), self.label)
+                })?;
+                removed.push(name.to_string());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Opens the temporary file a bundle is streamed into.
+    pub fn create_temp(&self, name: &BundleName) -> anyhow::Result<Upload> {
+        let temp = self.path(&name.temp_name());
+        let file = self
+            .sftp
+            .create(Path::new(&temp))
+            .with_context(|| format!("create {temp} on {}", self.label))?;
+        Ok(Upload {
+            file: BufWriter::with_capacity(1 << 20, file),
+            temp,
+            final_path: self.path(&name.file_name()),
+        })
+    }
+
+    /// Makes an uploaded bundle visible: fsync, close, rename into place.
+    pub fn publish(&self, upload: Upload) -> anyhow::Result<String> {
+        let Upload {
+            file,
+            temp,
+            final_path,
+        } = upload;
+        let mut file = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("write {temp} on {}", self.label))?;
+        file.fsync()
+            .with_context(|| format!("fsync {temp} on {}", self.label))?;
+        file.close()
+            .with_context(|| format!("close {temp} on {}", self.label))?;
+        drop(file);
+        self.sftp
+            .rename(Path::new(&temp), Path::new(&final_path), None)
+            .with_context(|| format!("rename {temp} to {final_path} on {}", self.label))?;
+        Ok(final_path)
+    }
+
+    /// Best-effort removal of a failed upload's temporary file.
+    pub fn discard(&self, temp: &str) {
+        let _ = self.sftp.unlink(Path::new(temp));
+    }
+}
+
+/// A bundle being streamed to its temporary name.
+pub struct Upload {
+    file: BufWriter<ssh2::File>,
+    pub temp: String,
+    final_path: String,
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}

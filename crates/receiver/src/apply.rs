@@ -1,0 +1,292 @@
+//! Applies a verified bundle: its database part in one `psql` transaction that also writes
+//! the ledger row (guarantee 3), then its files (after the commit). The bundle is read in
+//! one pass; each entry's checksum is checked again before the transaction commits.
+
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+
+use anyhow::{bail, Context};
+use pgferry::bundle::entry_path::EntryKind;
+use pgferry::bundle::reader::{read_entries, Verified};
+use pgferry::bundle::{Entry, Manifest};
+use pgferry::pg::Psql;
+use pgferry::process::StderrTail;
+use pgferry::settings::names::{quote_ident, quote_literal};
+use pgferry::settings::ReceiverSettings;
+
+use crate::install::{self, Installed};
+use crate::ledger;
+use crate::plan::{Action, TablePlan};
+
+/// What applying did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub loaded_rows: u64,
+    pub files: Installed,
+}
+
+/// Loads the database part (unless `db_done`: the ledger already has it) and installs the
+/// files. `plans` comes from [`crate::plan`].
+pub fn apply(
+    settings: &ReceiverSettings,
+    path: &Path,
+    verified: &Verified,
+    plans: &[TablePlan],
+    db_done: bool,
+) -> anyhow::Result<Applied> {
+    let psql = Psql::new(settings.target.connection());
+    let mut loader = Loader {
+        settings,
+        manifest: &verified.manifest,
+        sha256: &verified.sha256,
+        plans,
+        psql: &psql,
+        transaction: None,
+        db_done,
+        schema: HashMap::new(),
+        applied: Applied::default(),
+    };
+    read_entries(path, &verified.manifest, |kind, entry, reader| {
+        loader.visit(kind, entry, reader)
+    })?;
+    loader.finish_database()?;
+    Ok(loader.applied)
+}
+
+struct Loader<'a> {
+    settings: &'a ReceiverSettings,
+    manifest: &'a Manifest,
+    sha256: &'a str,
+    plans: &'a [TablePlan],
+    psql: &'a Psql,
+    transaction: Option<Transaction>,
+    db_done: bool,
+    schema: HashMap<String, Vec<u8>>,
+    applied: Applied,
+}
+
+impl Loader<'_> {
+    fn visit(
+        &mut self,
+        kind: &EntryKind,
+        entry: &Entry,
+        reader: &mut dyn Read,
+    ) -> anyhow::Result<()> {
+        match kind {
+            EntryKind::Schema => {
+                let mut bytes = Vec::new();
+                reader.read_to_end(&mut bytes)?;
+                self.schema.insert(entry.path.clone(), bytes);
+            }
+            EntryKind::Data if !self.db_done => {
+                let transaction = self.transaction()?;
+                transaction
+                    .copy(reader)
+                    .with_context(|| format!("load {}", entry.path))?;
+            }
+            EntryKind::File { set, relative } => {
+                self.finish_database()?;
+                let target = self
+                    .settings
+                    .files
+                    .iter()
+                    .find(|f| &f.name == set)
+                    .with_context(|| format!("the receiver has no [[files]] set named {set:?}"))?;
+                install::file(target, relative, reader, &mut self.applied.files)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The open transaction, started on first use with the DDL that must precede data.
+    fn transaction(&mut self) -> anyhow::Result<&mut Transaction> {
+        if self.transaction.is_none() {
+            let mut transaction = Transaction::begin(self.psql)?;
+            transaction.write(ledger::CREATE.as_bytes())?;
+            let prelude = self.prelude()?;
+            transaction.write(&prelude)?;
+            self.transaction = Some(transaction);
+        }
+        self.transaction.as_mut().context("no open transaction")
+    }
+
+    fn schema_entry(&self, path: &Option<String>) -> anyhow::Result<Vec<u8>> {
+        let path = path
+            .as_ref()
+            .context("the bundle has no schema for a table it must create")?;
+        self.schema
+            .get(path)
+            .cloned()
+            .with_context(|| format!("schema entry {path} comes after the data"))
+    }
+
+    /// Drops, creates and truncates, per the plan.
+    fn prelude(&self) -> anyhow::Result<Vec<u8>> {
+        let mut sql = Vec::new();
+        let mut truncate = Vec::new();
+        for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
+            match plan.action {
+                Action::Replace => truncate.push(table.table.quoted()),
+                Action::Recreate | Action::Create => {
+                    if plan.action == Action::Recreate {
+                        writeln!(sql, "DROP TABLE {} CASCADE;", table.table.quoted())?;
+                    }
+                    writeln!(
+                        sql,
+                        "CREATE SCHEMA IF NOT EXISTS {};",
+                        quote_ident(&table.table.schema)
+                    )?;
+                    sql.extend(self.schema_entry(&table.schema_pre)?);
+                    sql.push(b'\n');
+                }
+            }
+        }
+        if !truncate.is_empty() {
+            writeln!(sql, "TRUNCATE {};", truncate.join(", "))?;
+        }
+        Ok(sql)
+    }
+
+    /// Indexes and constraints of created tables, row-count checks, the ledger row.
+    fn epilogue(&self) -> anyhow::Result<Vec<u8>> {
+        let mut sql = Vec::new();
+        for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
+            if plan.action != Action::Replace {
+                sql.extend(self.schema_entry(&table.schema_post)?);
+                sql.push(b'\n');
+            }
+        }
+        for table in &self.manifest.tables {
+            sql.extend(
+                row_check(&table.table.quoted(), &table.table.to_string(), table.rows).as_bytes(),
+            );
+        }
+        sql.extend(ledger::insert(self.manifest, self.sha256, "applied").as_bytes());
+        Ok(sql)
+    }
+
+    /// Commits the database part, once, before any file is installed.
+    fn finish_database(&mut self) -> anyhow::Result<()> {
+        if self.db_done {
+            return Ok(());
+        }
+        let epilogue = self.epilogue()?;
+        let transaction = self.transaction()?;
+        transaction.write(&epilogue)?;
+        let transaction = self.transaction.take().context("no open transaction")?;
+        transaction.commit()?;
+        self.db_done = true;
+        self.applied.loaded_rows = self.manifest.total_rows();
+        Ok(())
+    }
+}
+
+/// A statement that aborts the transaction unless `table` holds `rows` rows.
+fn row_check(quoted: &str, display: &str, rows: u64) -> String {
+    let message = quote_literal(&format!(
+        "table {display} has a different row count than the bundle ({rows})"
+    ));
+    format!(
+        "SELECT CASE WHEN count(*) = {rows} THEN NULL ELSE pg_catalog.jsonb_build_object('error', {message})::text::int END FROM {quoted};\n"
+    )
+}
+
+/// A `psql` child holding one open transaction, fed through its stdin.
+struct Transaction {
+    child: Child,
+    stdin: Option<BufWriter<ChildStdin>>,
+    stderr: StderrTail,
+    target: String,
+}
+
+impl Transaction {
+    fn begin(psql: &Psql) -> anyhow::Result<Transaction> {
+        let target = psql.connection.describe();
+        let mut child = psql
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start psql for {target}"))?;
+        let stdin = child.stdin.take().context("psql has no stdin")?;
+        let stderr = child.stderr.take().context("psql has no stderr")?;
+        let mut transaction = Transaction {
+            child,
+            stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
+            stderr: StderrTail::drain(stderr),
+            target,
+        };
+        transaction.write(b"SET client_min_messages = warning;\nBEGIN;\n")?;
+        Ok(transaction)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let result = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(bytes),
+            None => Err(io::Error::other("psql input is closed")),
+        };
+        result.map_err(|_| self.failure())
+    }
+
+    fn copy(&mut self, reader: &mut dyn Read) -> anyhow::Result<()> {
+        let result = match self.stdin.as_mut() {
+            Some(stdin) => io::copy(reader, stdin).map(|_| ()),
+            None => Err(io::Error::other("psql input is closed")),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(self.failure()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// psql stopped reading: report why, from its exit status and stderr.
+    fn failure(&mut self) -> anyhow::Error {
+        self.stdin = None;
+        let status = self
+            .child
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        let tail = self.stderr.finish();
+        anyhow::anyhow!(
+            "load into {} failed, nothing was changed ({status}): {}",
+            self.target,
+            tail.trim()
+        )
+    }
+
+    fn commit(mut self) -> anyhow::Result<()> {
+        self.write(b"COMMIT;\n")?;
+        if let Some(stdin) = self.stdin.take() {
+            stdin
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("send the load to psql")?;
+        }
+        let status = self.child.wait().context("wait for psql")?;
+        let tail = self.stderr.finish();
+        if !status.success() {
+            bail!(
+                "load into {} failed, nothing was changed ({status}): {}",
+                self.target,
+                tail.trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // Abandoned before COMMIT: stop psql so the transaction rolls back now.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `receiver load [--once]`: applies every pending bundle, oldest first, each verified
+//! before it is touched and loaded exactly once; then prunes.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use pgferry::bundle::reader::{verify, Verified};
+use pgferry::bundle::{BundleName, Kind};
+use pgferry::checks::free_space;
+use pgferry::exit::Exit;
+use pgferry::lock::JobLock;
+use pgferry::pg::Psql;
+use pgferry::settings::ReceiverSettings;
+
+use crate::{apply, hook, inbox, install, ledger, plan, prune};
+
+pub fn run(config: &Path, once: bool) -> anyhow::Result<Exit> {
+    let settings = ReceiverSettings::read(config)?;
+    let _lock = JobLock::acquire(&settings.state.dir, "load")?;
+    let result = load(&settings, once);
+    if let Err(err) = prune::prune(&settings, Utc::now()) {
+        tracing::warn!(error = %format!("{err:#}"), "prune after load failed");
+    }
+    result?;
+    Ok(Exit::Done)
+}
+
+/// What happened to one bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// The ledger had it: only files, hook and inbox bookkeeping were redone.
+    AlreadyLoaded,
+}
+
+pub fn load(settings: &ReceiverSettings, once: bool) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
+    for set in &settings.files {
+        let removed = install::remove_leftovers(&set.dir)?;
+        if removed > 0 {
+            tracing::info!(set = %set.name, removed, "removed temporary files of an interrupted install");
+        }
+    }
+    let pending = inbox::pending(&settings.inbox.dir)?;
+    if pending.is_empty() {
+        tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
+    }
+    let limit = if once { 1 } else { usize::MAX };
+    let mut done = Vec::new();
+    let mut rejected = Vec::new();
+    for name in pending.into_iter().take(limit) {
+        let path = settings.inbox.dir.join(name.file_name());
+        let verified = match verify(&path) {
+            Ok(verified) => verified,
+            Err(err) => {
+                let moved = inbox::reject(&settings.inbox.dir, &name, &err.to_string())?;
+                tracing::error!(bundle = %name, moved_to = %moved.display(), "{err}");
+                rejected.push(err.to_string());
+                continue;
+            }
+        };
+        let outcome = load_one(settings, &name, &path, &verified)
+            .with_context(|| format!("load bundle {name}"))?;
+        done.push((name, outcome));
+    }
+    if !rejected.is_empty() {
+        bail!(
+            "{}\nhint: the bundle was moved to {}/failed; run `sender complete` on the primary so the target catches up",
+            rejected.join("\n"),
+            settings.inbox.dir.display()
+        );
+    }
+    Ok(done)
+}
+
+fn load_one(
+    settings: &ReceiverSettings,
+    name: &BundleName,
+    path: &Path,
+    verified: &Verified,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let manifest = &verified.manifest;
+    for set in &manifest.file_sets {
+        if !settings.files.iter().any(|f| f.name == set.name) {
+            bail!("the bundle carries file set {:?} but the receiver config has no [[files]] entry named so", set.name);
+        }
+    }
+    let psql = Psql::new(settings.target.connection());
+    let already = ledger::find(&psql, &manifest.name)?.is_some();
+    check_free_space(settings, verified)?;
+    let plans = if already {
+        Vec::new()
+    } else {
+        match manifest.kind {
+            Kind::Complete => plan::complete(&psql, manifest, settings.complete.on_schema_change)?,
+            Kind::Partial => bail!("partial bundles are not supported by this receiver yet"),
+        }
+    };
+    let applied = apply::apply(settings, path, verified, &plans, already)?;
+    if let Some(post) = &settings.postprocess {
+        hook::run(post, path, manifest)?;
+    }
+    inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
+    tracing::info!(
+        bundle = %name, rows = applied.loaded_rows, files = applied.files.written, kept = applied.files.kept,
+        seconds = started.elapsed().as_secs_f64(), already_loaded = already, "applied"
+    );
+    Ok(if already {
+        Outcome::AlreadyLoaded
+    } else {
+        Outcome::Applied
+    })
+}
+
+/// Refuses to start when the bundle's files would leave less than `inbox.min_free`.
+fn check_free_space(settings: &ReceiverSettings, verified: &Verified) -> anyhow::Result<()> {
+    for set in &verified.manifest.file_sets {
+        let Some(target) = settings.files.iter().find(|f| f.name == set.name) else {
+            continue;
+        };
+        let existing = target
+            .dir
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        let free = free_space(existing)
+            .with_context(|| format!("measure free space under {}", existing.display()))?;
+        let reserve = settings.inbox.min_free();
+        if free < set.bytes.saturating_add(reserve) {
+            bail!(
+                "not enough disk space for file set {:?}: it needs {} under {}, {} is free and {} must stay free (inbox.min_free); nothing was loaded",
+                set.name,
+                pgferry::settings::Size(set.bytes),
+                target.dir.display(),
+                pgferry::settings::Size(free),
+                pgferry::settings::Size(reserve)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! One module per `receiver` subcommand.
+
+pub mod check;
+pub mod load;
+pub mod prune;
+pub mod status;
+pub mod verify;

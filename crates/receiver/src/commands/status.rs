@@ -1,0 +1,95 @@
+//! `receiver status [--json]`: what was applied last, what waits, what failed, the lag.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use pgferry::exit::Exit;
+use pgferry::pg::Psql;
+use pgferry::settings::ReceiverSettings;
+use serde::Serialize;
+
+use crate::inbox;
+use crate::ledger::{self, Record};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub last_complete: Option<Record>,
+    pub last_partial: Option<Record>,
+    pub pending: Vec<String>,
+    pub failed: Vec<String>,
+    /// Seconds between now and the newest source time applied.
+    pub lag_seconds: Option<i64>,
+    pub now: DateTime<Utc>,
+}
+
+pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result<Status> {
+    let psql = Psql::new(settings.target.connection());
+    let last_complete = ledger::last_applied(&psql, "complete")?;
+    let last_partial = ledger::last_applied(&psql, "partial")?;
+    let newest = [&last_complete, &last_partial]
+        .into_iter()
+        .flatten()
+        .map(|r| r.window_end.unwrap_or(r.snapshot_time))
+        .max();
+    let names = |dir: &Path| -> anyhow::Result<Vec<String>> {
+        Ok(inbox::list(dir)?.iter().map(|n| n.file_name()).collect())
+    };
+    Ok(Status {
+        last_complete,
+        last_partial,
+        pending: names(&settings.inbox.dir)?,
+        failed: names(&settings.inbox.dir.join(inbox::FAILED))?,
+        lag_seconds: newest.map(|t| (now - t).num_seconds()),
+        now,
+    })
+}
+
+pub fn run(config: &Path, json: bool) -> anyhow::Result<Exit> {
+    let settings = ReceiverSettings::read(config)?;
+    let status = gather(&settings, Utc::now())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(Exit::Done);
+    }
+    for (label, record) in [
+        ("last complete", &status.last_complete),
+        ("last partial", &status.last_partial),
+    ] {
+        match record {
+            Some(r) => println!(
+                "{label:<14} {} (source snapshot {}, applied {})",
+                r.bundle,
+                r.window_end.unwrap_or(r.snapshot_time).to_rfc3339(),
+                r.applied_at.to_rfc3339()
+            ),
+            None => println!("{label:<14} none"),
+        }
+    }
+    println!("{:<14} {}", "pending", status.pending.len());
+    println!("{:<14} {}", "failed", status.failed.len());
+    match status.lag_seconds {
+        Some(lag) => println!("{:<14} {}", "lag", humanize(lag)),
+        None => println!("{:<14} unknown (nothing applied yet)", "lag"),
+    }
+    Ok(Exit::Done)
+}
+
+fn humanize(seconds: i64) -> String {
+    let seconds = seconds.max(0) as u64;
+    humantime_like(seconds)
+}
+
+fn humantime_like(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}

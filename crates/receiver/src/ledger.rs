@@ -1,0 +1,90 @@
+//! The ledger table in the target database. Each bundle's row is written in the same
+//! transaction as its data, which makes loading exactly-once (guarantee 3).
+
+use chrono::{DateTime, Utc};
+use pgferry::bundle::Manifest;
+use pgferry::pg::Psql;
+use pgferry::settings::names::quote_literal;
+use serde::{Deserialize, Serialize};
+
+pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgferry;\n\
+CREATE TABLE IF NOT EXISTS pgferry.ledger (\n\
+    bundle text PRIMARY KEY,\n\
+    kind text NOT NULL,\n\
+    sha256 text NOT NULL,\n\
+    snapshot_time timestamptz NOT NULL,\n\
+    window_start timestamptz,\n\
+    window_end timestamptz,\n\
+    status text NOT NULL,\n\
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()\n\
+);\n";
+
+/// A ledger row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub bundle: String,
+    pub kind: String,
+    pub sha256: String,
+    pub snapshot_time: DateTime<Utc>,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub status: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// The statement that records `manifest` as `status` (`applied` or `skipped`).
+pub fn insert(manifest: &Manifest, sha256: &str, status: &str) -> String {
+    let (start, end) = match manifest.window {
+        Some(w) => (
+            quote_literal(&w.start.to_rfc3339()),
+            quote_literal(&w.end.to_rfc3339()),
+        ),
+        None => ("NULL".to_string(), "NULL".to_string()),
+    };
+    format!(
+        "INSERT INTO pgferry.ledger (bundle, kind, sha256, snapshot_time, window_start, window_end, status) VALUES ({}, {}, {}, {}, {start}, {end}, {});\n",
+        quote_literal(&manifest.name),
+        quote_literal(&manifest.kind.to_string()),
+        quote_literal(sha256),
+        quote_literal(&manifest.snapshot_time.to_rfc3339()),
+        quote_literal(status),
+    )
+}
+
+const COLUMNS: &str =
+    "bundle, kind, sha256, snapshot_time, window_start, window_end, status, applied_at";
+
+fn query(psql: &Psql, condition: &str) -> anyhow::Result<Vec<Record>> {
+    let sql = format!(
+        "SELECT CASE WHEN to_regclass('pgferry.ledger') IS NULL THEN '[]'::json ELSE \
+         (SELECT COALESCE(json_agg(r ORDER BY r.bundle), '[]'::json) FROM (SELECT {COLUMNS} FROM pgferry.ledger {condition}) r) END"
+    );
+    psql.json(&sql)
+}
+
+/// The ledger row of `bundle`, if it was loaded (or skipped) already.
+pub fn find(psql: &Psql, bundle: &str) -> anyhow::Result<Option<Record>> {
+    Ok(
+        query(psql, &format!("WHERE bundle = {}", quote_literal(bundle)))?
+            .into_iter()
+            .next(),
+    )
+}
+
+/// The last applied bundle of `kind`.
+pub fn last_applied(psql: &Psql, kind: &str) -> anyhow::Result<Option<Record>> {
+    Ok(query(
+        psql,
+        &format!(
+            "WHERE kind = {} AND status = 'applied' ORDER BY bundle DESC LIMIT 1",
+            quote_literal(kind)
+        ),
+    )?
+    .into_iter()
+    .next())
+}
+
+/// Every row, oldest first (tests and status).
+pub fn all(psql: &Psql) -> anyhow::Result<Vec<Record>> {
+    query(psql, "")
+}

@@ -1,0 +1,12 @@
+//! The receiver's jobs. `main.rs` only dispatches to `commands`; each step of a job lives
+//! in a module named after it.
+
+pub mod apply;
+pub mod commands;
+pub mod hook;
+pub mod inbox;
+pub mod install;
+pub mod ledger;
+pub mod plan;
+pub mod prune;
+pub mod schema_diff;

@@ -1,0 +1,58 @@
+//! `receiver`: runs on the secondary. Parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pgferry_cli::GlobalArgs;
+
+/// Loads the bundles that `sender` uploads into this secondary PostgreSQL server.
+#[derive(Debug, Parser)]
+#[command(name = "receiver", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Self-test: config, psql, database, inbox and file dirs writable, free disk, state
+    /// dir. Prints ok/warn/FAIL per item; exits 1 if anything failed
+    Check,
+    /// Apply every pending bundle in the inbox, oldest first: verify it, load it in one
+    /// transaction, install its files, run the postprocess hook; then prune
+    Load {
+        /// Apply only the oldest pending bundle
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a bundle's integrity and print its manifest; changes nothing
+    Verify {
+        /// Path of the bundle file
+        bundle: std::path::PathBuf,
+    },
+    /// Apply the retention policy now: delete old applied and failed bundles
+    Prune,
+    /// Show the last applied bundles, pending and failed counts, and the lag
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _recent = cli.global.init_logging();
+    let config = cli.global.config_path("/etc/pgferry/receiver.toml");
+    let result = match cli.command {
+        Command::Check => receiver::commands::check::run(&config),
+        Command::Load { once } => receiver::commands::load::run(&config, once),
+        Command::Verify { bundle } => receiver::commands::verify::run(&bundle),
+        Command::Prune => receiver::commands::prune::run(&config),
+        Command::Status { json } => receiver::commands::status::run(&config, json),
+    };
+    pgferry_cli::finish(result)
+}

@@ -1,0 +1,60 @@
+//! Decides, before anything changes, what a complete bundle does to each table: create
+//! it, replace its rows, or drop and recreate it (guarantee 6).
+
+use pgferry::bundle::Manifest;
+use pgferry::pg::{catalog, Psql};
+use pgferry::settings::names::QualifiedName;
+use pgferry::settings::receiver::OnSchemaChange;
+
+use crate::schema_diff;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Missing on the target: create it from the bundle's schema.
+    Create,
+    /// Same columns: replace its rows.
+    Replace,
+    /// Columns differ and `on_schema_change = "recreate"`: drop it, then create it.
+    Recreate,
+}
+
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    pub table: QualifiedName,
+    pub action: Action,
+}
+
+/// The actions for every table, or the error naming each table whose columns differ.
+pub fn complete(
+    psql: &Psql,
+    manifest: &Manifest,
+    on_change: OnSchemaChange,
+) -> anyhow::Result<Vec<TablePlan>> {
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for table in &manifest.tables {
+        let action = match catalog::table_info(psql, &table.table)? {
+            None => Action::Create,
+            Some(info) => {
+                let differences = schema_diff::differences(&table.columns, &info.columns);
+                if differences.is_empty() {
+                    Action::Replace
+                } else if on_change == OnSchemaChange::Recreate {
+                    tracing::warn!(table = %table.table, differences = %differences.join("; "), "recreating the table: its columns differ");
+                    Action::Recreate
+                } else {
+                    problems.push(schema_diff::describe(&table.table, &differences));
+                    continue;
+                }
+            }
+        };
+        plans.push(TablePlan {
+            table: table.table.clone(),
+            action,
+        });
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    Ok(plans)
+}

@@ -1,0 +1,133 @@
+//! `sender check`: the local self-test, one ok/warn/FAIL line per item.
+
+use std::path::Path;
+
+use pgferry::checks;
+use pgferry::exit::Exit;
+use pgferry::pg::{catalog, Psql};
+use pgferry::report::Report;
+use pgferry::settings::names::QualifiedName;
+use pgferry::settings::SenderSettings;
+
+use crate::tables;
+
+pub fn run(config: &Path) -> anyhow::Result<Exit> {
+    let settings = SenderSettings::read(config)?;
+    let mut report = Report::new();
+    checks::config_permissions(&mut report, config);
+    let pg_dump = checks::pg_tool(&mut report, "pg_dump");
+    checks::pg_tool(&mut report, "psql");
+    let psql = Psql::new(settings.source.connection());
+    if let Some(server) = checks::database(&mut report, &psql) {
+        compatibility(&mut report, pg_dump, server);
+        database_objects(&mut report, &settings, config, &psql);
+    }
+    for set in &settings.files {
+        checks::dir_readable(&mut report, &format!("files {}", set.name), &set.dir);
+    }
+    checks::file_readable(&mut report, "private key", &settings.remote.private_key);
+    checks::file_readable(&mut report, "known_hosts", &settings.remote.known_hosts);
+    checks::dir_writable(&mut report, "state dir", &settings.state.dir);
+    println!("{}", report.summary());
+    Ok(if report.failed() {
+        Exit::Failed
+    } else {
+        Exit::Done
+    })
+}
+
+/// pg_dump refuses to dump a server newer than itself.
+fn compatibility(report: &mut Report, pg_dump: Option<u32>, server: u32) {
+    let server_major = server / 10000;
+    match pg_dump {
+        Some(major) if major >= server_major => {
+            report.ok("pg_dump version", format!("pg_dump {major} can dump server {server_major}"))
+        }
+        Some(major) => report.fail(
+            "pg_dump version",
+            format!("pg_dump {major} cannot dump server {server_major}; hint: install postgresql-client-{server_major}"),
+        ),
+        None => {}
+    }
+}
+
+fn database_objects(report: &mut Report, settings: &SenderSettings, config: &Path, psql: &Psql) {
+    let catalog_tables = match tables::catalog_tables(psql) {
+        Ok(found) => found,
+        Err(err) => {
+            report.fail("tables", format!("cannot list the tables: {err:#}"));
+            return;
+        }
+    };
+    for (index, pattern) in settings.source.tables.iter().enumerate() {
+        let matched: Vec<&QualifiedName> = catalog_tables
+            .iter()
+            .filter(|t| pattern.matches(t))
+            .collect();
+        if matched.is_empty() {
+            report.fail(
+                format!("table {pattern}"),
+                tables::no_match(
+                    config,
+                    &format!("source.tables[{index}]"),
+                    &pattern.to_string(),
+                )
+                .to_string(),
+            );
+        } else {
+            report.ok(
+                format!("table {pattern}"),
+                format!("{} table(s)", matched.len()),
+            );
+        }
+    }
+    for entry in &settings.partial.tables {
+        let Some(table) = entry.table.literal() else {
+            continue;
+        };
+        partial_table(report, psql, &table, &entry.changed_at);
+    }
+    for set in &settings.files {
+        for column in &set.referenced_by {
+            let subject = format!("files {} referenced_by {column}", set.name);
+            match catalog::table_info(psql, &column.table) {
+                Ok(Some(info)) if info.columns.iter().any(|c| c.name == column.column) => {
+                    report.ok(subject, "column exists")
+                }
+                Ok(Some(_)) => report.fail(
+                    subject,
+                    format!("table {} has no column {:?}", column.table, column.column),
+                ),
+                Ok(None) => report.fail(subject, format!("table {} does not exist", column.table)),
+                Err(err) => report.fail(subject, format!("{err:#}")),
+            }
+        }
+    }
+}
+
+fn partial_table(report: &mut Report, psql: &Psql, table: &QualifiedName, changed_at: &str) {
+    let subject = format!("partial table {table}");
+    let info = match catalog::table_info(psql, table) {
+        Ok(Some(info)) => info,
+        Ok(None) => return report.fail(subject, format!("table {table} does not exist")),
+        Err(err) => return report.fail(subject, format!("{err:#}")),
+    };
+    match info.columns.iter().find(|c| c.name == changed_at) {
+        None => report.fail(&subject, format!("changed_at column {changed_at:?} does not exist in {table}")),
+        Some(column) if !column.type_name.starts_with("timestamp") && column.type_name != "date" => report.fail(
+            &subject,
+            format!("changed_at column {changed_at:?} has type {}, expected timestamp or timestamptz", column.type_name),
+        ),
+        Some(_) if !info.indexed_first.iter().any(|c| c == changed_at) => report.warn(
+            &subject,
+            format!("changed_at column {changed_at:?} has no index, so every partial scans the whole table; hint: CREATE INDEX ON {} ({})", table.quoted(), pgferry::settings::names::quote_ident(changed_at)),
+        ),
+        Some(_) => report.ok(&subject, format!("changed_at column {changed_at:?} is indexed")),
+    }
+    if info.key.is_none() {
+        report.fail(
+            &subject,
+            format!("table {table} has no primary key or unique not-null key, so its rows cannot be upserted"),
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per `sender` subcommand.
+
+pub mod check;
+pub mod complete;

@@ -1,0 +1,9 @@
+//! The sender's jobs. `main.rs` only dispatches to `commands`; each step of a job lives in
+//! a module named after it.
+
+pub mod commands;
+pub mod dump;
+pub mod pack;
+pub mod snapshot;
+pub mod tables;
+pub mod upload;

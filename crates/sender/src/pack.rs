@@ -1,0 +1,99 @@
+//! Puts file sets into a bundle: every file of a set (complete bundles), or a chosen
+//! subset (partial bundles), under `files/<set>/<relative path>`.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use pgferry::bundle::manifest::FileSetManifest;
+use pgferry::bundle::writer::BundleWriter;
+use pgferry::settings::sender::SenderFileSet;
+
+/// One file found in a set.
+pub struct FoundFile {
+    pub path: PathBuf,
+    pub relative: String,
+}
+
+fn include_set(set: &SenderFileSet) -> anyhow::Result<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in &set.include {
+        builder.add(
+            Glob::new(pattern)
+                .with_context(|| format!("file set {}: include pattern {pattern:?}", set.name))?,
+        );
+    }
+    Ok(builder.build()?)
+}
+
+/// Every regular file of the set that its `include` patterns take, sorted by path.
+/// Symbolic links are skipped with a warning: following them could leave the set's dir.
+pub fn list(set: &SenderFileSet) -> anyhow::Result<Vec<FoundFile>> {
+    let include = include_set(set)?;
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(&set.dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry
+            .with_context(|| format!("read file set {} in {}", set.name, set.dir.display()))?;
+        if entry.file_type().is_symlink() {
+            tracing::warn!(set = %set.name, path = %entry.path().display(), "skipping a symbolic link");
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = relative_name(&set.dir, entry.path())?;
+        if include.is_match(&relative) {
+            found.push(FoundFile {
+                path: entry.path().to_path_buf(),
+                relative,
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn relative_name(dir: &Path, path: &Path) -> anyhow::Result<String> {
+    let relative = path
+        .strip_prefix(dir)
+        .with_context(|| format!("{} is outside {}", path.display(), dir.display()))?;
+    match relative.to_str() {
+        Some(text) => Ok(text.to_string()),
+        None => bail!(
+            "file name {} is not UTF-8; rename it to send it",
+            path.display()
+        ),
+    }
+}
+
+/// Appends `files` of `set` to the bundle and returns the set's manifest record.
+pub fn append<W: Write>(
+    writer: &mut BundleWriter<W>,
+    set: &SenderFileSet,
+    files: &[FoundFile],
+) -> anyhow::Result<FileSetManifest> {
+    let mut bytes = 0;
+    for file in files {
+        let handle = std::fs::File::open(&file.path)
+            .with_context(|| format!("open {}", file.path.display()))?;
+        let meta = handle
+            .metadata()
+            .with_context(|| format!("stat {}", file.path.display()))?;
+        let entry = format!("files/{}/{}", set.name, file.relative);
+        let mtime = u64::try_from(meta.mtime()).ok();
+        writer
+            .append_reader(&entry, meta.len(), handle, mtime)
+            .with_context(|| format!("pack {}", file.path.display()))?;
+        bytes += meta.len();
+    }
+    Ok(FileSetManifest {
+        name: set.name.clone(),
+        files: files.len() as u64,
+        bytes,
+        missing: Vec::new(),
+    })
+}

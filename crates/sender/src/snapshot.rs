@@ -1,0 +1,60 @@
+//! One REPEATABLE READ snapshot of the source, exported so every `pg_dump` of a bundle
+//! reads the same state of the database (guarantee 5).
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use pgferry::pg::catalog::{self, TableInfo};
+use pgferry::pg::{Psql, Session};
+use pgferry::settings::names::QualifiedName;
+use serde::Deserialize;
+
+pub struct Snapshot {
+    session: Session,
+    /// The name `pg_dump --snapshot` takes.
+    pub id: String,
+    /// The database's clock when the snapshot was taken.
+    pub time: DateTime<Utc>,
+    pub server_version: String,
+}
+
+#[derive(Deserialize)]
+struct Opened {
+    id: String,
+    time: DateTime<Utc>,
+    version: String,
+}
+
+impl Snapshot {
+    pub fn open(psql: &Psql) -> anyhow::Result<Snapshot> {
+        let target = psql.connection.describe();
+        let mut session = Session::open(psql)?;
+        session.query("SET TIME ZONE 'UTC'")?;
+        session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        // The first query of the transaction takes the snapshot; clock_timestamp() is read
+        // while it runs.
+        let opened: Opened = session
+            .json("SELECT json_build_object('id', pg_export_snapshot(), 'time', clock_timestamp(), 'version', current_setting('server_version'))")
+            .with_context(|| format!("open a snapshot of {target}"))?;
+        Ok(Snapshot {
+            session,
+            id: opened.id,
+            time: opened.time,
+            server_version: opened.version,
+        })
+    }
+
+    /// The tables of the catalog, as the snapshot sees them.
+    pub fn tables(&mut self) -> anyhow::Result<Vec<QualifiedName>> {
+        let tables: Option<Vec<QualifiedName>> = self.session.json(catalog::TABLES_SQL)?;
+        Ok(tables.unwrap_or_default())
+    }
+
+    pub fn table_info(&mut self, table: &QualifiedName) -> anyhow::Result<TableInfo> {
+        let info: Option<TableInfo> = self.session.json(&catalog::table_info_sql(table))?;
+        info.with_context(|| format!("table {table} disappeared from the source"))
+    }
+
+    pub fn close(self) -> anyhow::Result<()> {
+        self.session.close()
+    }
+}

@@ -1,0 +1,138 @@
+//! Every class of config error exits 2 with one message naming the file and the key.
+
+use crate::util::*;
+
+fn sender_config_error(edit: impl Fn(String) -> String) -> (Run, String) {
+    let scratch = Scratch::new();
+    let source = Db::create(Cluster::Primary);
+    let text = edit(sender_toml(&scratch, &source, r#"["public.*"]"#, ""));
+    let path = scratch.write("sender.toml", &text);
+    let run = run_config("sender", &path, &["check"]);
+    std::mem::forget(scratch);
+    (run, path.display().to_string())
+}
+
+#[test]
+fn unknown_key() {
+    let (run, file) = sender_config_error(|t| t.replace("[state]\n", "[state]\ndirr = \"/x\"\n"));
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: config {file}, line 27, key state.dirr: unknown key, expected one of: `dir`"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_key() {
+    let (run, file) = sender_config_error(|t| t.replace("overlap = \"2m\"\n", ""));
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: config {file}, line 8, key partial.overlap: required key is missing"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let (run, file) = sender_config_error(|t| t.replace("timeout = \"20s\"", "timeout = 20"));
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!("error: config {file}, line 18, key remote.timeout: invalid type: integer `20`, expected a string")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let (run, file) =
+        sender_config_error(|t| t.replace("overlap = \"2m\"", "overlap = \"2 moons\""));
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: config {file}, line 8, key partial.overlap: invalid duration \"2 moons\""
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_cron() {
+    let (run, file) =
+        sender_config_error(|t| t.replace("partial = \"*/5 * * * *\"", "partial = \"*/5 * *\""));
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: config {file}, line 35, key schedule.partial: invalid cron schedule \"*/5 * *\": it has 3 fields, expected 5 (\"*/5 * * * *\") or 6 with seconds first"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_size() {
+    let scratch = Scratch::new();
+    let target = Db::create(Cluster::Secondary);
+    let text = receiver_toml(&scratch, &target, "")
+        .replace("[inbox]\n", "[inbox]\nmin_free = \"a lot\"\n");
+    let path = scratch.write("receiver.toml", &text);
+    let run = run_config("receiver", &path, &["check"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: config {}, line 7, key inbox.min_free: invalid size \"a lot\", expected a number with a unit like \"512MiB\", \"2GiB\" or \"100MB\"",
+            path.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let run = run(
+        "sender",
+        &["check", "-c", "/nonexistent/pgferry/sender.toml"],
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("error: config /nonexistent/pgferry/sender.toml: cannot read the file: No such file or directory"), "{}", run.stderr);
+}
+
+#[test]
+fn the_config_path_comes_from_pgferry_config() {
+    let run = run_with(
+        "receiver",
+        &["check"],
+        &[("PGFERRY_CONFIG", "/nonexistent/from-env.toml")],
+    );
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("config /nonexistent/from-env.toml: cannot read the file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_example_configs_parse_with_the_binaries() {
+    // `check` gets past parsing (the database in the example does not exist here, so it
+    // fails later, with exit 1, not 2).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("config");
+    for (program, file) in [("sender", "sender.toml"), ("receiver", "receiver.toml")] {
+        let path = root.join(file);
+        let run = run_config(program, &path, &["check"]);
+        assert_ne!(run.code, 2, "{file} does not parse: {}", run.stderr);
+        assert!(run.stdout.contains("config:"), "{}", run.stdout);
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of pgferry against real PostgreSQL clusters, a real sshd and a real SMTP
+//! server, all started by `scripts/testenv.sh` (run the suite with `scripts/test.sh`).
+
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod check;
+mod complete;
+mod config;
+mod faults;
+mod ferry;
