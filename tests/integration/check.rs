@@ -57,7 +57,9 @@ fn sender_check_passes_against_the_real_environment() {
     let run = sender_check(&scratch, &text);
     run.expect_code(0);
     assert!(
-        !run.stdout.contains("FAIL") && !run.stdout.contains("warn"),
+        !run.stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL") || l.starts_with("warn")),
         "{}",
         run.stdout
     );
@@ -214,7 +216,16 @@ fn receiver_check_passes_against_the_real_environment() {
     let path = scratch.write("receiver.toml", &receiver_toml(&scratch, &target, &extra));
     let run = run_config("receiver", &path, &["check"]);
     run.expect_code(0);
-    assert!(!run.stdout.contains("FAIL"), "{}", run.stdout);
+    assert!(
+        !run.stdout.lines().any(|l| l.starts_with("FAIL")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.ends_with("check: 9 ok, 0 warnings, 0 failed\n"),
+        "{}",
+        run.stdout
+    );
     assert!(run.line("ok   inbox:").ends_with("is writable"));
     assert!(run.line("ok   files images:").ends_with("is writable"));
     assert!(run.line("ok   inbox free space:").contains(" free under "));

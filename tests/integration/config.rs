@@ -18,7 +18,7 @@ fn unknown_key() {
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!(
-            "error: config {file}, line 27, key state.dirr: unknown key, expected one of: `dir`"
+            "error: config {file}, line 22, key state.dirr: unknown key, expected `dir`"
         )),
         "{}",
         run.stderr
@@ -43,7 +43,7 @@ fn wrong_type() {
     let (run, file) = sender_config_error(|t| t.replace("timeout = \"20s\"", "timeout = 20"));
     run.expect_code(2);
     assert!(
-        run.stderr.contains(&format!("error: config {file}, line 18, key remote.timeout: invalid type: integer `20`, expected a string")),
+        run.stderr.contains(&format!("error: config {file}, line 19, key remote.timeout: invalid type: integer `20`, expected a string")),
         "{}",
         run.stderr
     );
@@ -56,7 +56,7 @@ fn bad_duration() {
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!(
-            "error: config {file}, line 8, key partial.overlap: invalid duration \"2 moons\""
+            "error: config {file}, line 9, key partial.overlap: invalid duration \"2 moons\""
         )),
         "{}",
         run.stderr
@@ -70,7 +70,7 @@ fn bad_cron() {
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!(
-            "error: config {file}, line 35, key schedule.partial: invalid cron schedule \"*/5 * *\": it has 3 fields, expected 5 (\"*/5 * * * *\") or 6 with seconds first"
+            "error: config {file}, line 33, key schedule.partial: invalid cron schedule \"*/5 * *\": it has 3 fields, expected 5 (\"*/5 * * * *\") or 6 with seconds first"
         )),
         "{}",
         run.stderr
@@ -88,7 +88,7 @@ fn bad_size() {
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!(
-            "error: config {}, line 7, key inbox.min_free: invalid size \"a lot\", expected a number with a unit like \"512MiB\", \"2GiB\" or \"100MB\"",
+            "error: config {}, line 8, key inbox.min_free: invalid size \"a lot\", expected a number with a unit like \"512MiB\", \"2GiB\" or \"100MB\"",
             path.display()
         )),
         "{}",

@@ -90,10 +90,14 @@ impl Ferry {
 
     /// `(bundle, kind, status)` rows of the target's ledger.
     pub fn ledger(&self) -> Vec<String> {
-        let text = self.target.sql(
-            "SELECT CASE WHEN to_regclass('pgferry.ledger') IS NULL THEN '' ELSE \
-             (SELECT string_agg(bundle || ' ' || kind || ' ' || status, E'\\n' ORDER BY bundle) FROM pgferry.ledger) END",
-        );
+        if self
+            .target
+            .sql("SELECT to_regclass('pgferry.ledger') IS NULL")
+            == "t"
+        {
+            return Vec::new();
+        }
+        let text = self.target.sql("SELECT string_agg(bundle || ' ' || kind || ' ' || status, E'\\n' ORDER BY bundle) FROM pgferry.ledger");
         text.lines()
             .filter(|l| !l.is_empty())
             .map(str::to_string)

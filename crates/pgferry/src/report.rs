@@ -11,7 +11,7 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Status::Ok => "ok",
             Status::Warn => "warn",
             Status::Fail => "FAIL",
@@ -70,7 +70,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let count = |s| self.items.iter().filter(|i| i.status == s).count();
         format!(
-            "{} ok, {} warn, {} FAIL",
+            "check: {} ok, {} warnings, {} failed",
             count(Status::Ok),
             count(Status::Warn),
             count(Status::Fail)

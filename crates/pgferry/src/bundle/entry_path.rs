@@ -54,7 +54,7 @@ pub fn classify(path: &str) -> Result<EntryKind, UnsafePath> {
         return refuse("NUL or backslash in path");
     }
     let parts: Vec<&str> = path.split('/').collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return refuse("parent directory (..) in path");
     }
     if parts.iter().any(|p| p.is_empty() || *p == ".") {

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# The real servers pgferry's tests (and scripts/demo.sh) talk to, started and stopped by PID:
+#   - two throwaway PostgreSQL 15 clusters, "primary" and "secondary", on loopback ports,
+#     run by the dedicated OS user pgferry-test (initdb refuses to run as root);
+#   - an OpenSSH sshd on a loopback port with its own host key and config (never port 22,
+#     never /etc/ssh), a client key pair and a known_hosts file;
+#   - an SMTP server (Debian's python3-aiosmtpd) that stores every message it receives.
+#
+#   scripts/testenv.sh up       # install missing packages (as root), start everything
+#   scripts/testenv.sh status   # which servers are alive
+#   scripts/testenv.sh down     # stop everything by PID and remove the directory
+#
+# Everything lives in $PGFERRY_TESTENV (default /tmp/pgferry-testenv); `up` writes the ports
+# and paths the tests need to $PGFERRY_TESTENV/env as KEY=VALUE lines.
+set -euo pipefail
+
+ENV_DIR="${PGFERRY_TESTENV:-/tmp/pgferry-testenv}"
+OS_USER=pgferry-test
+PACKAGES=(postgresql-15 postgresql-client-15 openssh-server openssh-client python3-aiosmtpd libssl-dev pkg-config)
+
+log() { echo "testenv: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- packages and the OS user ------------------------------------------------------------
+
+install_packages() {
+    local missing=()
+    for pkg in "${PACKAGES[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    if [[ $EUID -ne 0 ]]; then
+        die "missing packages; run: sudo apt-get install -y ${missing[*]}"
+    fi
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_user() {
+    [[ $EUID -eq 0 ]] || die "run as root: the clusters run as the dedicated user $OS_USER and sshd needs root"
+    if ! id "$OS_USER" >/dev/null 2>&1; then
+        useradd --system --create-home --home-dir "/var/lib/$OS_USER" --shell /bin/bash "$OS_USER"
+    fi
+    # "*" rather than "!": sshd (UsePAM no) refuses accounts whose password is locked.
+    usermod -p '*' "$OS_USER"
+}
+
+pg_bindir() {
+    local dir
+    for dir in /usr/lib/postgresql/15/bin "$(pg_config --bindir 2>/dev/null || true)"; do
+        if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
+            echo "$dir"
+            return
+        fi
+    done
+    die "no initdb/pg_ctl found (is postgresql-15 installed?)"
+}
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    local port=$1 what=$2
+    for _ in $(seq 1 200); do
+        if /usr/bin/python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "$what did not start listening on port $port"
+}
+
+as_user() { runuser -u "$OS_USER" -- "$@"; }
+
+# --- servers ---------------------------------------------------------------------------
+
+start_cluster() {
+    local name=$1 port=$2 bindir=$3
+    local data="$ENV_DIR/pg-$name"
+    install -d -o "$OS_USER" -m 700 "$data"
+    as_user "$bindir/initdb" -D "$data" --username=postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$ENV_DIR/pg-$name.initdb.log" 2>&1 ||
+        as_user "$bindir/initdb" -D "$data" --username=postgres --auth=trust --encoding=UTF8 --locale=C >"$ENV_DIR/pg-$name.initdb.log" 2>&1 ||
+        die "initdb of $name failed: see $ENV_DIR/pg-$name.initdb.log"
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$ENV_DIR/sockets'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+shared_buffers = 64MB
+EOF
+    as_user "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null ||
+        die "cluster $name did not start: see $data/server.log"
+    head -n 1 "$data/postmaster.pid" >"$ENV_DIR/pg-$name.pid"
+    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" || die "cluster $name is not ready"
+}
+
+start_sshd() {
+    local port=$1
+    local dir="$ENV_DIR/sshd" client="$ENV_DIR/ssh"
+    mkdir -p "$dir" "$client" /run/sshd
+    chmod 700 "$client"
+    ssh-keygen -q -t ed25519 -N '' -C pgferry-test-host -f "$dir/host_ed25519"
+    ssh-keygen -q -t ed25519 -N '' -C pgferry-test-client -f "$client/client_ed25519"
+    ssh-keygen -q -t rsa -b 3072 -m PEM -N '' -C pgferry-test-client-rsa -f "$client/client_rsa"
+    cat "$client/client_ed25519.pub" "$client/client_rsa.pub" >"$dir/authorized_keys"
+    chmod 644 "$dir/authorized_keys"
+    # The SSH account writes into the tests' inboxes; the tests (root) read them.
+    mkdir -p "$ENV_DIR/sftp"
+    chown "$OS_USER:" "$ENV_DIR/sftp"
+    chmod 1777 "$ENV_DIR/sftp"
+    cat >"$dir/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $dir/host_ed25519
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+AllowUsers $OS_USER
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp -u 0002
+LogLevel VERBOSE
+MaxStartups 100:30:200
+MaxSessions 50
+EOF
+    /usr/sbin/sshd -t -f "$dir/sshd_config" || die "sshd rejects its config $dir/sshd_config"
+    /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+    wait_port "$port" sshd
+    local host_key
+    host_key=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
+    printf '[127.0.0.1]:%s %s\n[localhost]:%s %s\n' "$port" "$host_key" "$port" "$host_key" >"$client/known_hosts"
+    # Prove the account works before any test relies on it.
+    echo "pwd" | sftp -q -b - -i "$client/client_ed25519" -P "$port" \
+        -o UserKnownHostsFile="$client/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes \
+        "$OS_USER@127.0.0.1" >/dev/null || die "sftp with the test key fails: see $dir/sshd.log"
+}
+
+start_smtp() {
+    local port=$1
+    local dir="$ENV_DIR/smtp"
+    mkdir -p "$dir/maildir"
+    # Debian's python, where python3-aiosmtpd is installed (not a pyenv one on PATH).
+    setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir/maildir" \
+        >"$dir/smtp.log" 2>&1 </dev/null &
+    echo $! >"$dir/smtp.pid"
+    wait_port "$port" "the SMTP server"
+}
+
+write_env() {
+    cat >"$ENV_DIR/env" <<EOF
+ENV_DIR=$ENV_DIR
+PG_BINDIR=$BINDIR
+PG_HOST=127.0.0.1
+PG_USER=postgres
+PG_OS_USER=$OS_USER
+PRIMARY_PORT=$PRIMARY_PORT
+PRIMARY_DATA=$ENV_DIR/pg-primary
+PRIMARY_PID_FILE=$ENV_DIR/pg-primary.pid
+SECONDARY_PORT=$SECONDARY_PORT
+SECONDARY_DATA=$ENV_DIR/pg-secondary
+SECONDARY_PID_FILE=$ENV_DIR/pg-secondary.pid
+SSH_HOST=127.0.0.1
+SSH_PORT=$SSH_PORT
+SSH_USER=$OS_USER
+SSH_KEY=$ENV_DIR/ssh/client_ed25519
+SSH_RSA_KEY=$ENV_DIR/ssh/client_rsa
+SSH_KNOWN_HOSTS=$ENV_DIR/ssh/known_hosts
+SSH_HOST_PUBKEY=$ENV_DIR/sshd/host_ed25519.pub
+SSH_ROOT=$ENV_DIR/sftp
+SSHD_CONFIG=$ENV_DIR/sshd/sshd_config
+SSHD_PID_FILE=$ENV_DIR/sshd/sshd.pid
+SMTP_HOST=127.0.0.1
+SMTP_PORT=$SMTP_PORT
+SMTP_MAILDIR=$ENV_DIR/smtp/maildir
+SMTP_PID_FILE=$ENV_DIR/smtp/smtp.pid
+EOF
+}
+
+# --- stopping by PID -----------------------------------------------------------------------
+
+pid_files() {
+    echo "$ENV_DIR/pg-primary.pid" "$ENV_DIR/pg-secondary.pid" "$ENV_DIR/sshd/sshd.pid" "$ENV_DIR/smtp/smtp.pid"
+}
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_pid() {
+    local file=$1 pid
+    alive "$file" || return 0
+    pid=$(cat "$file")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    log "pid $pid ($file) ignored SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+stop_cluster() {
+    local name=$1
+    local data="$ENV_DIR/pg-$name"
+    if alive "$ENV_DIR/pg-$name.pid" && [[ -n "${BINDIR:-}" ]]; then
+        as_user "$BINDIR/pg_ctl" -D "$data" -m immediate -w -t 20 stop >/dev/null 2>&1 || true
+    fi
+    stop_pid "$ENV_DIR/pg-$name.pid"
+}
+
+down() {
+    [[ -d $ENV_DIR ]] || return 0
+    BINDIR=$(pg_bindir 2>/dev/null || true)
+    stop_cluster primary
+    stop_cluster secondary
+    stop_pid "$ENV_DIR/sshd/sshd.pid"
+    stop_pid "$ENV_DIR/smtp/smtp.pid"
+    if [[ "${PGFERRY_KEEP_TESTENV:-0}" != 1 ]]; then
+        rm -rf "$ENV_DIR"
+    fi
+    log "down"
+}
+
+status() {
+    local ok=0 file
+    for file in $(pid_files); do
+        if alive "$file"; then
+            echo "up    $(cat "$file")  $file"
+        else
+            echo "DOWN        $file"
+            ok=1
+        fi
+    done
+    return $ok
+}
+
+up() {
+    if [[ -f "$ENV_DIR/env" ]] && status >/dev/null; then
+        log "already up ($ENV_DIR/env)"
+        return 0
+    fi
+    install_packages
+    ensure_user
+    down
+    BINDIR=$(pg_bindir)
+    mkdir -p "$ENV_DIR"
+    chmod 755 "$ENV_DIR"
+    as_user true
+    install -d -o "$OS_USER" -m 755 "$ENV_DIR/sockets"
+    PRIMARY_PORT=$(free_port)
+    SECONDARY_PORT=$(free_port)
+    SSH_PORT=$(free_port)
+    SMTP_PORT=$(free_port)
+    while [[ $SECONDARY_PORT == "$PRIMARY_PORT" ]]; do SECONDARY_PORT=$(free_port); done
+    start_cluster primary "$PRIMARY_PORT" "$BINDIR"
+    start_cluster secondary "$SECONDARY_PORT" "$BINDIR"
+    start_sshd "$SSH_PORT"
+    start_smtp "$SMTP_PORT"
+    write_env
+    log "up: primary :$PRIMARY_PORT, secondary :$SECONDARY_PORT, sshd :$SSH_PORT, smtp :$SMTP_PORT ($ENV_DIR/env)"
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
