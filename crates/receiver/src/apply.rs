@@ -10,15 +10,17 @@ use std::process::{Child, ChildStdin, Stdio};
 use anyhow::{bail, Context};
 use pgferry::bundle::entry_path::EntryKind;
 use pgferry::bundle::reader::{read_entries, Verified};
-use pgferry::bundle::{Entry, Manifest};
+use pgferry::bundle::{Entry, Kind, Manifest};
 use pgferry::pg::Psql;
 use pgferry::process::StderrTail;
 use pgferry::settings::names::{quote_ident, quote_literal};
 use pgferry::settings::ReceiverSettings;
 
+use crate::csv_to_copy::CsvToCopy;
 use crate::install::{self, Installed};
 use crate::ledger;
 use crate::plan::{Action, TablePlan};
+use crate::upsert;
 
 /// What applying did.
 #[derive(Debug, Default)]
@@ -47,6 +49,7 @@ pub fn apply(
         db_done,
         schema: HashMap::new(),
         applied: Applied::default(),
+        rows: None,
     };
     read_entries(path, &verified.manifest, |kind, entry, reader| {
         loader.visit(kind, entry, reader)
@@ -65,6 +68,14 @@ struct Loader<'a> {
     db_done: bool,
     schema: HashMap<String, Vec<u8>>,
     applied: Applied,
+    /// The table whose CSV rows are streaming (partial bundles).
+    rows: Option<RowsInProgress>,
+}
+
+struct RowsInProgress {
+    index: usize,
+    converter: CsvToCopy,
+    copying: bool,
 }
 
 impl Loader<'_> {
@@ -86,6 +97,7 @@ impl Loader<'_> {
                     .copy(reader)
                     .with_context(|| format!("load {}", entry.path))?;
             }
+            EntryKind::Rows if !self.db_done => self.rows(entry, reader)?,
             EntryKind::File { set, relative } => {
                 self.finish_database()?;
                 let target = self
@@ -99,6 +111,60 @@ impl Loader<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Streams one CSV part into its table's staging table, converted to COPY text.
+    fn rows(&mut self, entry: &Entry, reader: &mut dyn Read) -> anyhow::Result<()> {
+        let index = rows_index(&entry.path)?;
+        if self.rows.as_ref().map(|r| r.index) != Some(index) {
+            self.finish_rows()?;
+            let table = self.manifest.tables.get(index).with_context(|| format!("{} names no table of the manifest", entry.path))?;
+            let create = upsert::create_stage(index, table);
+            self.transaction()?.write(create.as_bytes())?;
+            self.rows = Some(RowsInProgress { index, converter: CsvToCopy::new(), copying: false });
+        }
+        let mut input = vec![0u8; 256 * 1024];
+        let mut output = Vec::with_capacity(300 * 1024);
+        loop {
+            let n = reader.read(&mut input).with_context(|| format!("read {}", entry.path))?;
+            if n == 0 {
+                return Ok(());
+            }
+            output.clear();
+            let rows = self.rows.as_mut().context("no table in progress")?;
+            rows.converter.feed(&input[..n], &mut output);
+            let mut start_copy = None;
+            if !rows.copying {
+                if let Some(header) = &rows.converter.header {
+                    start_copy = Some(upsert::copy_into_stage(rows.index, header));
+                    rows.copying = true;
+                }
+            }
+            let transaction = self.transaction.as_mut().context("no open transaction")?;
+            if let Some(copy) = start_copy {
+                transaction.write(copy.as_bytes())?;
+            }
+            transaction.write(&output)?;
+        }
+    }
+
+    /// Ends the COPY of the table in progress and upserts its staged rows.
+    fn finish_rows(&mut self) -> anyhow::Result<()> {
+        let Some(rows) = self.rows.take() else { return Ok(()) };
+        let table = &self.manifest.tables[rows.index];
+        let header = rows.converter.header.clone().with_context(|| format!("the rows of table {} have no CSV header", table.table))?;
+        if !rows.converter.at_record_start() {
+            bail!("the rows of table {} end in the middle of a record", table.table);
+        }
+        let expected: Vec<&String> = table.columns.iter().map(|c| &c.name).collect();
+        if header.iter().collect::<Vec<_>>() != expected {
+            bail!("the CSV header of table {} does not match its columns in the manifest", table.table);
+        }
+        let key = table.key.clone().with_context(|| format!("table {} has no key to upsert by", table.table))?;
+        let mut sql = String::from("\\.\n");
+        sql.push_str(&row_check(&upsert::stage_name(rows.index), &table.table.to_string(), table.rows));
+        sql.push_str(&upsert::upsert(rows.index, table, &header, &key));
+        self.transaction()?.write(sql.as_bytes())
     }
 
     /// The open transaction, started on first use with the DDL that must precede data.
@@ -153,6 +219,10 @@ impl Loader<'_> {
     /// Indexes and constraints of created tables, row-count checks, the ledger row.
     fn epilogue(&self) -> anyhow::Result<Vec<u8>> {
         let mut sql = Vec::new();
+        if self.manifest.kind == Kind::Partial {
+            sql.extend(ledger::insert(self.manifest, self.sha256, "applied").as_bytes());
+            return Ok(sql);
+        }
         for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
             if plan.action != Action::Replace {
                 sql.extend(self.schema_entry(&table.schema_post)?);
@@ -173,6 +243,7 @@ impl Loader<'_> {
         if self.db_done {
             return Ok(());
         }
+        self.finish_rows()?;
         let epilogue = self.epilogue()?;
         let transaction = self.transaction()?;
         transaction.write(&epilogue)?;
@@ -182,6 +253,14 @@ impl Loader<'_> {
         self.applied.loaded_rows = self.manifest.total_rows();
         Ok(())
     }
+}
+
+/// The table index of a rows entry `rows/0003-000001.csv`.
+fn rows_index(path: &str) -> anyhow::Result<usize> {
+    path.strip_prefix("rows/")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|index| index.parse().ok())
+        .with_context(|| format!("rows entry {path} has no table index"))
 }
 
 /// A statement that aborts the transaction unless `table` holds `rows` rows.

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod commands;
+pub mod csv_to_copy;
 pub mod hook;
 pub mod inbox;
 pub mod install;
@@ -10,3 +11,4 @@ pub mod ledger;
 pub mod plan;
 pub mod prune;
 pub mod schema_diff;
+pub mod upsert;

@@ -24,6 +24,29 @@ pub struct TablePlan {
     pub action: Action,
 }
 
+/// Checks that every table of a partial bundle exists on the target with the same columns.
+pub fn partial(psql: &Psql, manifest: &Manifest) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for table in &manifest.tables {
+        match catalog::table_info(psql, &table.table)? {
+            None => problems.push(format!(
+                "table {} does not exist on the target; hint: load a complete bundle first (run `sender complete`)",
+                table.table
+            )),
+            Some(info) => {
+                let differences = schema_diff::differences(&table.columns, &info.columns);
+                if !differences.is_empty() {
+                    problems.push(schema_diff::describe(&table.table, &differences));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
 /// The actions for every table, or the error naming each table whose columns differ.
 pub fn complete(
     psql: &Psql,

@@ -4,6 +4,10 @@
 pub mod commands;
 pub mod dump;
 pub mod pack;
+pub mod publish;
+pub mod rows;
+pub mod selection;
 pub mod snapshot;
 pub mod tables;
 pub mod upload;
+pub mod window;

@@ -24,6 +24,14 @@ enum Command {
     /// Make one complete bundle now (every configured table and file, from one snapshot)
     /// and upload it to the receiver's inbox
     Complete,
+    /// Make one partial bundle now: the rows changed since the last successful partial or
+    /// complete (minus partial.overlap), the rows they reference, and the files they need
+    Partial {
+        /// Send the rows changed in the last N minutes instead (the original fixed window;
+        /// a gap longer than N minutes loses rows)
+        #[arg(long, value_name = "N")]
+        minutes: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check => sender::commands::check::run(&config),
         Command::Complete => sender::commands::complete::run(&config),
+        Command::Partial { minutes } => sender::commands::partial::run(&config, minutes),
     };
     pgferry_cli::finish(result)
 }

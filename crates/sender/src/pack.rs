@@ -97,3 +97,39 @@ pub fn append<W: Write>(
         missing: Vec::new(),
     })
 }
+
+/// The files of a partial bundle: those modified in `(start, end]`, plus those named by
+/// `referenced` (values of `referenced_by` columns of the sent rows). Referenced names
+/// that do not exist, or that would leave the set's directory, come back as missing.
+pub fn list_partial(
+    set: &SenderFileSet,
+    start: std::time::SystemTime,
+    end: std::time::SystemTime,
+    referenced: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<(Vec<FoundFile>, Vec<String>)> {
+    let mut chosen: std::collections::BTreeMap<String, PathBuf> = std::collections::BTreeMap::new();
+    for file in list(set)? {
+        let modified = std::fs::symlink_metadata(&file.path)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("stat {}", file.path.display()))?;
+        if modified > start && modified <= end {
+            chosen.insert(file.relative, file.path);
+        }
+    }
+    let mut missing = Vec::new();
+    for name in referenced {
+        let safe = pgferry::bundle::entry_path::classify(&format!("files/{}/{name}", set.name)).is_ok();
+        let path = set.dir.join(name);
+        let is_file = std::fs::symlink_metadata(&path).map(|m| m.is_file()).unwrap_or(false);
+        if safe && is_file {
+            chosen.insert(name.clone(), path);
+        } else {
+            if !safe {
+                tracing::warn!(set = %set.name, name = %name, "a referenced file name would leave the set's directory; not sent");
+            }
+            missing.push(name.clone());
+        }
+    }
+    let files = chosen.into_iter().map(|(relative, path)| FoundFile { path, relative }).collect();
+    Ok((files, missing))
+}

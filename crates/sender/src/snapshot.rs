@@ -28,7 +28,6 @@ impl Snapshot {
     pub fn open(psql: &Psql) -> anyhow::Result<Snapshot> {
         let target = psql.connection.describe();
         let mut session = Session::open(psql)?;
-        session.query("SET TIME ZONE 'UTC'")?;
         session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         // The first query of the transaction takes the snapshot; clock_timestamp() is read
         // while it runs.
@@ -52,6 +51,11 @@ impl Snapshot {
     pub fn table_info(&mut self, table: &QualifiedName) -> anyhow::Result<TableInfo> {
         let info: Option<TableInfo> = self.session.json(&catalog::table_info_sql(table))?;
         info.with_context(|| format!("table {table} disappeared from the source"))
+    }
+
+    /// Any JSON-answering query, in the snapshot.
+    pub fn json<T: serde::de::DeserializeOwned>(&mut self, sql: &str) -> anyhow::Result<T> {
+        self.session.json(sql)
     }
 
     pub fn close(self) -> anyhow::Result<()> {

@@ -64,3 +64,27 @@ pub fn table_info_sql(table: &QualifiedName) -> String {
                      WHERE i.indrelid = to_regclass({literal})), '[]'::json)) END"
     )
 }
+
+/// A foreign key: `child.child_columns` references `parent.parent_columns`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ForeignKey {
+    pub child: QualifiedName,
+    pub child_columns: Vec<String>,
+    pub parent: QualifiedName,
+    pub parent_columns: Vec<String>,
+}
+
+/// Every foreign key of the database (on partitioned tables, the parent's only); answers
+/// JSON or NULL.
+pub const FOREIGN_KEYS_SQL: &str = "SELECT json_agg(json_build_object(\
+    'child', json_build_object('schema', cn.nspname, 'name', c.relname), \
+    'child_columns', (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) \
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum), \
+    'parent', json_build_object('schema', pn.nspname, 'name', p.relname), \
+    'parent_columns', (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord) \
+                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum)) \
+    ORDER BY cn.nspname, c.relname, con.conname) \
+    FROM pg_constraint con \
+    JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace \
+    JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace \
+    WHERE con.contype = 'f' AND con.conparentid = 0";

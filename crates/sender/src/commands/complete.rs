@@ -7,18 +7,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use pgferry::bundle::manifest::{Source, TableManifest};
+use pgferry::bundle::manifest::TableManifest;
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
-use pgferry::bundle::{BundleName, Kind, Manifest, FORMAT_VERSION};
+use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
 use pgferry::lock::JobLock;
 use pgferry::pg::Psql;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
-use pgferry::watermark::{self, Watermark};
 
+use crate::publish::{new_manifest, publish};
 use crate::snapshot::Snapshot;
-use crate::{dump, pack, tables, upload};
+use crate::{dump, pack, tables};
 
 pub fn run(config: &Path) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
@@ -28,70 +28,26 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
 }
 
 /// Makes and publishes one complete bundle; returns its name.
-pub fn complete(
-    settings: &SenderSettings,
-    config: &Path,
-    created: DateTime<Utc>,
-) -> anyhow::Result<BundleName> {
+pub fn complete(settings: &SenderSettings, config: &Path, created: DateTime<Utc>) -> anyhow::Result<BundleName> {
     let started = Instant::now();
     let name = BundleName::new(created, Kind::Complete);
-    let connection = settings.source.connection();
-    let mut snapshot = Snapshot::open(&Psql::new(connection.clone()))?;
+    let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
     let catalog = snapshot.tables()?;
     let tables = tables::complete_tables(settings, config, &catalog)?;
-    let mut manifest = new_manifest(settings, &name, &snapshot);
+    let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     for table in &tables {
         manifest.tables.push(describe(&mut snapshot, table)?);
     }
-
-    let inbox = upload::open_inbox(&settings.remote, Kind::Complete)?;
-    let upload = inbox.create_temp(&name)?;
-    let temp = upload.temp.clone();
-    tracing::info!(bundle = %name, host = %inbox.label, tables = tables.len(), "uploading complete bundle");
-    let written = match pack_bundle(settings, &snapshot.id, &tables, &mut manifest, upload) {
-        Ok(written) => written,
-        Err(err) => {
-            inbox.discard(&temp);
-            return Err(err.context(format!(
-                "make bundle {name} into {}:{}",
-                inbox.label, settings.remote.dir
-            )));
-        }
-    };
-    let published = inbox.publish(written)?;
-    watermark::record(
-        &settings.state.dir,
-        &Watermark {
-            high_water_mark: snapshot.time,
-            bundle: name.file_name(),
-        },
-    )?;
+    // A complete bundle replaces everything: the next partial starts from its snapshot.
+    let published = publish(settings, &name, &mut manifest, snapshot.time, |writer, manifest| {
+        pack_bundle(settings, &snapshot.id, &tables, manifest, writer)
+    })?;
     snapshot.close()?;
     tracing::info!(
-        bundle = %name, host = %inbox.label, path = %published, rows = manifest.total_rows(),
+        bundle = %name, path = %published, rows = manifest.total_rows(),
         seconds = started.elapsed().as_secs_f64(), "published complete bundle"
     );
     Ok(name)
-}
-
-fn new_manifest(settings: &SenderSettings, name: &BundleName, snapshot: &Snapshot) -> Manifest {
-    let connection = settings.source.connection();
-    Manifest {
-        format_version: FORMAT_VERSION,
-        name: name.file_name(),
-        kind: name.kind,
-        created_at: name.created,
-        source: Source {
-            host: connection.host().to_string(),
-            dbname: connection.dbname().to_string(),
-            server_version: snapshot.server_version.clone(),
-        },
-        snapshot_time: snapshot.time,
-        window: None,
-        tables: Vec::new(),
-        file_sets: Vec::new(),
-        entries: Vec::new(),
-    }
 }
 
 fn describe(snapshot: &mut Snapshot, table: &QualifiedName) -> anyhow::Result<TableManifest> {
@@ -107,16 +63,15 @@ fn describe(snapshot: &mut Snapshot, table: &QualifiedName) -> anyhow::Result<Ta
     })
 }
 
-/// Streams schema, data and files into the upload, then the manifest.
+/// Streams schema, data and files into the bundle.
 fn pack_bundle<W: Write>(
     settings: &SenderSettings,
     snapshot_id: &str,
     tables: &[QualifiedName],
     manifest: &mut Manifest,
-    out: W,
-) -> anyhow::Result<W> {
+    writer: &mut BundleWriter<W>,
+) -> anyhow::Result<()> {
     let connection = settings.source.connection();
-    let mut writer = BundleWriter::new(out, manifest.created_at);
     for (index, table) in manifest.tables.iter_mut().enumerate() {
         let schema = dump::schema(&connection, snapshot_id, &table.table)?;
         let pre = format!("schema/{index:04}.pre.sql");
@@ -127,18 +82,13 @@ fn pack_bundle<W: Write>(
         table.schema_post = Some(post);
     }
     let mut counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
-    writer
-        .append_parts("data/", ".sql", &mut counter, PART_SIZE)
-        .context("dump the data")?;
+    writer.append_parts("data/", ".sql", &mut counter, PART_SIZE).context("dump the data")?;
     for table in &mut manifest.tables {
         table.rows = counter.rows.get(&table.table).copied().unwrap_or(0);
     }
     for set in &settings.files {
         let files = pack::list(set)?;
-        manifest
-            .file_sets
-            .push(pack::append(&mut writer, set, &files)?);
+        manifest.file_sets.push(pack::append(writer, set, &files)?);
     }
-    let (out, _) = writer.finish(manifest).context("finish the bundle")?;
-    Ok(out)
+    Ok(())
 }

@@ -1,0 +1,193 @@
+//! `sender partial [--minutes N]`: the rows changed since the last bundle (minus the
+//! overlap), the parent rows they reference, and the files they need, from one snapshot.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use pgferry::bundle::manifest::{TableManifest, Window as ManifestWindow};
+use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
+use pgferry::bundle::{BundleName, Kind, Manifest};
+use pgferry::exit::Exit;
+use pgferry::lock::JobLock;
+use pgferry::pg::catalog::{ForeignKey, FOREIGN_KEYS_SQL};
+use pgferry::pg::Psql;
+use pgferry::settings::names::{quote_ident, QualifiedName};
+use pgferry::settings::{ConfigError, SenderSettings};
+use pgferry::watermark;
+
+use crate::publish::{new_manifest, publish};
+use crate::rows::{self, CsvCounter};
+use crate::selection::{self, PartialTable, Selected};
+use crate::snapshot::Snapshot;
+use crate::window::{self, Basis, Window};
+use crate::{pack, tables};
+
+pub fn run(config: &Path, minutes: Option<u32>) -> anyhow::Result<Exit> {
+    let settings = SenderSettings::read(config)?;
+    let _lock = JobLock::acquire(&settings.state.dir, "partial")?;
+    partial(&settings, config, Utc::now(), minutes)?;
+    Ok(Exit::Done)
+}
+
+/// Makes and publishes one partial bundle; returns its name.
+pub fn partial(settings: &SenderSettings, config: &Path, created: DateTime<Utc>, minutes: Option<u32>) -> anyhow::Result<BundleName> {
+    let started = Instant::now();
+    let name = BundleName::new(created, Kind::Partial);
+    let psql = Psql::new(settings.source.connection());
+    let mut snapshot = Snapshot::open(&psql)?;
+    let partial_tables = resolve_partial_tables(settings, config, &mut snapshot)?;
+    let window = choose_window(settings, snapshot.time, minutes)?;
+    let fks: Option<Vec<ForeignKey>> = snapshot.json(FOREIGN_KEYS_SQL)?;
+    let selected = selection::select(&partial_tables, &fks.unwrap_or_default(), window);
+    let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
+    manifest.window = Some(ManifestWindow { start: window.start, end: window.end });
+    for table in &selected {
+        manifest.tables.push(describe(&mut snapshot, table)?);
+    }
+    let referenced = referenced_files(settings, &selected, &mut snapshot)?;
+    let published = publish(settings, &name, &mut manifest, window.end, |writer, manifest| {
+        pack_rows(&psql, &snapshot.id, &selected, manifest, writer)?;
+        pack_files(settings, window, &referenced, manifest, writer)
+    })?;
+    snapshot.close()?;
+    tracing::info!(
+        bundle = %name, path = %published, rows = manifest.total_rows(), tables = selected.len(),
+        window_start = %window.start.to_rfc3339(), window_end = %window.end.to_rfc3339(),
+        seconds = started.elapsed().as_secs_f64(), "published partial bundle"
+    );
+    Ok(name)
+}
+
+/// The configured partial tables, each checked: it exists, its `changed_at` column exists.
+fn resolve_partial_tables(settings: &SenderSettings, config: &Path, snapshot: &mut Snapshot) -> anyhow::Result<Vec<PartialTable>> {
+    let catalog = snapshot.tables()?;
+    let mut found = Vec::new();
+    for (index, entry) in settings.partial.tables.iter().enumerate() {
+        let key = format!("partial.tables[{index}].table");
+        let table = entry
+            .table
+            .literal()
+            .filter(|t| catalog.contains(t))
+            .ok_or_else(|| tables::no_match(config, &key, &entry.table.to_string()))?;
+        let info = snapshot.table_info(&table)?;
+        if !info.columns.iter().any(|c| c.name == entry.changed_at) {
+            return Err(ConfigError::new(
+                config,
+                format!("partial.tables[{index}].changed_at"),
+                format!("table {table} has no column {:?}", entry.changed_at),
+            )
+            .into());
+        }
+        found.push(PartialTable { table, changed_at: entry.changed_at.clone() });
+    }
+    Ok(found)
+}
+
+fn choose_window(settings: &SenderSettings, end: DateTime<Utc>, minutes: Option<u32>) -> anyhow::Result<Window> {
+    let mark = watermark::read(&settings.state.dir)?.map(|w| w.high_water_mark);
+    let fixed = minutes
+        .map(|m| chrono::Duration::minutes(i64::from(m)))
+        .or(settings.partial.window.map(|w| w.as_chrono()));
+    let (window, basis) = window::choose(end, mark, settings.partial.overlap.as_chrono(), fixed);
+    if basis == Basis::NoHighWaterMark {
+        tracing::warn!(
+            window_start = %window.start.to_rfc3339(),
+            "no high-water mark yet (no partial or complete was published from {}); sending the last 5 minutes. hint: run `sender complete` first",
+            settings.state.dir.display()
+        );
+    }
+    Ok(window)
+}
+
+fn describe(snapshot: &mut Snapshot, selected: &Selected) -> anyhow::Result<TableManifest> {
+    let info = snapshot.table_info(&selected.table)?;
+    if info.key.is_none() {
+        bail!(
+            "table {} has no primary key or unique not-null key, so its rows cannot be upserted on the receiver; hint: add a primary key{}",
+            selected.table,
+            if selected.parent { " (it is sent as the parent of a partial table)" } else { "" }
+        );
+    }
+    Ok(TableManifest {
+        table: selected.table.clone(),
+        rows: 0,
+        columns: info.columns,
+        key: info.key,
+        parent: selected.parent,
+        schema_pre: None,
+        schema_post: None,
+    })
+}
+
+/// Per file set, the file names that `referenced_by` columns of the sent rows hold.
+fn referenced_files(settings: &SenderSettings, selected: &[Selected], snapshot: &mut Snapshot) -> anyhow::Result<Vec<BTreeSet<String>>> {
+    let mut per_set = Vec::new();
+    for set in &settings.files {
+        let mut names = BTreeSet::new();
+        if set.partial {
+            for column in &set.referenced_by {
+                let Some(table) = selected.iter().find(|s| s.table == column.table) else { continue };
+                let col = format!("t0.{}", quote_ident(&column.column));
+                let sql = format!(
+                    "SELECT json_agg(DISTINCT {col}::text) FROM {} AS t0 WHERE ({}) AND {col} IS NOT NULL AND {col}::text <> ''",
+                    table.table.quoted(),
+                    table.predicate
+                );
+                let values: Option<Vec<String>> = snapshot.json(&sql).with_context(|| format!("read file names from {column}"))?;
+                names.extend(values.unwrap_or_default());
+            }
+        }
+        per_set.push(names);
+    }
+    Ok(per_set)
+}
+
+fn pack_rows<W: Write>(
+    psql: &Psql,
+    snapshot_id: &str,
+    selected: &[Selected],
+    manifest: &mut Manifest,
+    writer: &mut BundleWriter<W>,
+) -> anyhow::Result<()> {
+    for (index, (table, record)) in selected.iter().zip(manifest.tables.iter_mut()).enumerate() {
+        let mut counter = CsvCounter::new(rows::copy_out(psql, snapshot_id, table)?);
+        writer
+            .append_parts(&format!("rows/{index:04}-"), ".csv", &mut counter, PART_SIZE)
+            .with_context(|| format!("copy the rows of table {}", table.table))?;
+        record.rows = counter.records();
+    }
+    Ok(())
+}
+
+fn pack_files<W: Write>(
+    settings: &SenderSettings,
+    window: Window,
+    referenced: &[BTreeSet<String>],
+    manifest: &mut Manifest,
+    writer: &mut BundleWriter<W>,
+) -> anyhow::Result<()> {
+    let start = std::time::SystemTime::from(window.start);
+    let end = std::time::SystemTime::from(window.end);
+    for (set, names) in settings.files.iter().zip(referenced) {
+        if !set.partial {
+            continue;
+        }
+        let (files, missing) = pack::list_partial(set, start, end, names)?;
+        let mut record = pack::append(writer, set, &files)?;
+        if !missing.is_empty() {
+            tracing::warn!(set = %set.name, missing = missing.len(), "referenced files do not exist; listed as missing in the manifest");
+        }
+        record.missing = missing;
+        manifest.file_sets.push(record);
+    }
+    Ok(())
+}
+
+/// Qualified names of the partial tables, for `check`.
+pub fn partial_table_names(settings: &SenderSettings) -> Vec<QualifiedName> {
+    settings.partial.tables.iter().filter_map(|t| t.table.literal()).collect()
+}

@@ -1,0 +1,64 @@
+//! The part of every bundle job after the database work: stream the bundle into a
+//! temporary file in the inbox, publish it with a rename, and only then move the
+//! high-water mark (guarantees 1 and 4).
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use pgferry::bundle::manifest::Source;
+use pgferry::bundle::writer::BundleWriter;
+use pgferry::bundle::{BundleName, Manifest, FORMAT_VERSION};
+use pgferry::settings::SenderSettings;
+use pgferry::sftp::Upload;
+use pgferry::watermark::{self, Watermark};
+
+use crate::upload;
+
+/// A manifest with the bundle's identity filled in; tables, files and entries follow.
+pub fn new_manifest(settings: &SenderSettings, name: &BundleName, snapshot_time: DateTime<Utc>, server_version: &str) -> Manifest {
+    let connection = settings.source.connection();
+    Manifest {
+        format_version: FORMAT_VERSION,
+        name: name.file_name(),
+        kind: name.kind,
+        created_at: name.created,
+        source: Source {
+            host: connection.host().to_string(),
+            dbname: connection.dbname().to_string(),
+            server_version: server_version.to_string(),
+        },
+        snapshot_time,
+        window: None,
+        tables: Vec::new(),
+        file_sets: Vec::new(),
+        entries: Vec::new(),
+    }
+}
+
+/// Streams the bundle that `pack` writes into the inbox and publishes it; then records
+/// `high_water_mark`. A failed upload leaves no published bundle and no moved mark.
+pub fn publish(
+    settings: &SenderSettings,
+    name: &BundleName,
+    manifest: &mut Manifest,
+    high_water_mark: DateTime<Utc>,
+    pack: impl FnOnce(&mut BundleWriter<Upload>, &mut Manifest) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let inbox = upload::open_inbox(&settings.remote, name.kind)?;
+    let upload = inbox.create_temp(name)?;
+    let temp = upload.temp.clone();
+    tracing::info!(bundle = %name, host = %inbox.label, "uploading {} bundle", name.kind);
+    let mut writer = BundleWriter::new(upload, manifest.created_at);
+    let written = pack(&mut writer, manifest)
+        .and_then(|()| writer.finish(manifest).context("finish the bundle"))
+        .map(|(upload, _)| upload);
+    let upload = match written {
+        Ok(upload) => upload,
+        Err(err) => {
+            inbox.discard(&temp);
+            return Err(err.context(format!("make bundle {name} in {}:{}", inbox.label, settings.remote.dir)));
+        }
+    };
+    let published = inbox.publish(upload)?;
+    watermark::record(&settings.state.dir, &Watermark { high_water_mark, bundle: name.file_name() })?;
+    Ok(published)
+}
