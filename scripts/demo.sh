@@ -5,7 +5,9 @@
 # It creates a sample primary database shaped like the original app (buses, assignments,
 # events with a "timeStamp", statistics, reports whose "imageName" names image files),
 # runs `sender complete` then `receiver load`, and prints `receiver status` and a per-table
-# row-count comparison. It tears everything down at the end unless --keep is given.
+# row-count comparison. Then a partial round: it changes rows on the primary, runs
+# `sender partial` and `receiver load`, and shows the changed rows on the secondary.
+# It tears everything down at the end unless --keep is given.
 #
 #   scripts/demo.sh            # run the demo
 #   scripts/demo.sh --keep     # leave the servers, configs and data in place to explore
@@ -109,6 +111,10 @@ overlap = "2m"
 table = "public.AndroidRequests_report"
 changed_at = "timeStamp"
 
+[[partial.tables]]
+table = "public.AndroidRequests_event"
+changed_at = "timeStamp"
+
 [[files]]
 name = "images"
 dir = "$demo/primary-images"
@@ -183,8 +189,31 @@ say "receiver load"
 say "receiver status"
 "$receiver" -c "$demo/receiver.toml" status
 
-say "row counts, primary vs secondary"
+compare() {
+    say "row counts, primary vs secondary"
+    paste <(primary -d transapp -A -t -c "$count_sql") <(secondary -d transapp -A -t -c "$count_sql" | awk '{print $2}') |
+        awk 'BEGIN { printf "%-36s %8s %10s\n", "table", "primary", "secondary" } { printf "%-36s %8s %10s %s\n", $1, $2, $3, ($2 == $3 ? "ok" : "DIFFERENT") }'
+    printf '%-36s %8s %10s\n' "images (files)" "$(ls "$demo/primary-images" | wc -l)" "$(ls "$demo/secondary-images" | wc -l)"
+}
 count_sql="SELECT format('%-36s', relname) || ' ' || (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, relname), false, true, '')))[1]::text FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname"
-paste <(primary -d transapp -A -t -c "$count_sql") <(secondary -d transapp -A -t -c "$count_sql" | awk '{print $2}') |
-    awk 'BEGIN { printf "%-36s %8s %10s\n", "table", "primary", "secondary" } { printf "%-36s %8s %10s %s\n", $1, $2, $3, ($2 == $3 ? "ok" : "DIFFERENT") }'
-printf '%-36s %8s %10s\n' "images (files)" "$(ls "$demo/primary-images" | wc -l)" "$(ls "$demo/secondary-images" | wc -l)"
+compare
+
+say "changing rows on the primary: a new bus on a new assignment with two events, an updated report with a new image"
+primary -d transapp <<'SQL'
+WITH b AS (INSERT INTO "AndroidRequests_bus" (plate, service) VALUES ('DEMO01', '506') RETURNING id),
+     a AS (INSERT INTO "AndroidRequests_busassignment" (bus_id, route) SELECT id, '506I' FROM b RETURNING id)
+INSERT INTO "AndroidRequests_event" (assignment_id, kind) SELECT id, k FROM a, unnest(ARRAY['crowded', 'late']) k;
+UPDATE "AndroidRequests_report" SET message = 'updated by the demo', "imageName" = 'demo.jpeg', "timeStamp" = now() WHERE id = 1;
+SQL
+head -c 2048 /dev/urandom >"$demo/primary-images/demo.jpeg"
+say "sender partial"
+"$sender" -c "$demo/sender.toml" partial
+say "receiver load"
+"$receiver" -c "$demo/receiver.toml" load
+say "the changes on the secondary"
+secondary -d transapp -c 'SELECT b.plate, a.route, e.kind FROM "AndroidRequests_event" e JOIN "AndroidRequests_busassignment" a ON a.id = e.assignment_id JOIN "AndroidRequests_bus" b ON b.id = a.bus_id WHERE b.plate = '"'DEMO01'"' ORDER BY e.id' \
+    -c 'SELECT id, message, "imageName" FROM "AndroidRequests_report" WHERE id = 1'
+ls -l "$demo/secondary-images/demo.jpeg"
+say "receiver status"
+"$receiver" -c "$demo/receiver.toml" status
+compare

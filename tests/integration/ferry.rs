@@ -119,3 +119,66 @@ pub fn list_dir(dir: &std::path::Path) -> Vec<String> {
     names.sort();
     names
 }
+
+impl Ferry {
+    /// `sender partial` then `receiver load`, both expected to succeed.
+    pub fn ship_partial(&self, args: &[&str]) {
+        let mut all = vec!["partial"];
+        all.extend_from_slice(args);
+        self.sender(&all).expect_code(0);
+        self.receiver(&["load"]).expect_code(0);
+    }
+
+    /// The sender's high-water mark, as the RFC 3339 text of its state file.
+    pub fn watermark(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.scratch.path("sender-state/watermark.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["high_water_mark"].as_str().unwrap().to_string()
+    }
+
+    /// Sets the sender's high-water mark, as if the last bundle had been made at `mark`.
+    pub fn set_watermark(&self, mark: &str) {
+        let json = serde_json::json!({"high_water_mark": mark, "bundle": "set-by-test"});
+        std::fs::write(
+            self.scratch.path("sender-state/watermark.json"),
+            json.to_string(),
+        )
+        .unwrap();
+    }
+
+    /// A copy of the sender config whose remote port has nothing listening: every upload
+    /// fails to connect, as when the receiver's sshd is down.
+    pub fn unreachable_sender_config(&self) -> std::path::PathBuf {
+        let text = std::fs::read_to_string(&self.sender_config).unwrap();
+        let ssh_port = Env::get().var("SSH_PORT");
+        let from = format!("port = {ssh_port}\nuser");
+        assert!(text.contains(&from), "no remote port in {text}");
+        let broken = text.replace(&from, &format!("port = {}\nuser", free_port()));
+        self.scratch.write("sender-unreachable.toml", &broken)
+    }
+
+    /// The manifest of a bundle in the inbox or in `applied/`.
+    pub fn manifest(&self, file_name: &str) -> serde_json::Value {
+        let pending = self.scratch.inbox.join(file_name);
+        let path = if pending.exists() {
+            pending
+        } else {
+            self.scratch.inbox.join("applied").join(file_name)
+        };
+        read_manifest(&path)
+    }
+}
+
+/// The `MANIFEST.json` entry of a bundle file.
+pub fn read_manifest(path: &std::path::Path) -> serde_json::Value {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("MANIFEST.json") {
+            return serde_json::from_reader(entry).unwrap();
+        }
+    }
+    panic!("{} has no manifest", path.display());
+}

@@ -10,3 +10,4 @@ mod complete;
 mod config;
 mod faults;
 mod ferry;
+mod partial;

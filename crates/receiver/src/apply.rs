@@ -20,6 +20,7 @@ use crate::csv_to_copy::CsvToCopy;
 use crate::install::{self, Installed};
 use crate::ledger;
 use crate::plan::{Action, TablePlan};
+use crate::post_data;
 use crate::upsert;
 
 /// What applying did.
@@ -118,15 +119,25 @@ impl Loader<'_> {
         let index = rows_index(&entry.path)?;
         if self.rows.as_ref().map(|r| r.index) != Some(index) {
             self.finish_rows()?;
-            let table = self.manifest.tables.get(index).with_context(|| format!("{} names no table of the manifest", entry.path))?;
+            let table = self
+                .manifest
+                .tables
+                .get(index)
+                .with_context(|| format!("{} names no table of the manifest", entry.path))?;
             let create = upsert::create_stage(index, table);
             self.transaction()?.write(create.as_bytes())?;
-            self.rows = Some(RowsInProgress { index, converter: CsvToCopy::new(), copying: false });
+            self.rows = Some(RowsInProgress {
+                index,
+                converter: CsvToCopy::new(),
+                copying: false,
+            });
         }
         let mut input = vec![0u8; 256 * 1024];
         let mut output = Vec::with_capacity(300 * 1024);
         loop {
-            let n = reader.read(&mut input).with_context(|| format!("read {}", entry.path))?;
+            let n = reader
+                .read(&mut input)
+                .with_context(|| format!("read {}", entry.path))?;
             if n == 0 {
                 return Ok(());
             }
@@ -150,19 +161,38 @@ impl Loader<'_> {
 
     /// Ends the COPY of the table in progress and upserts its staged rows.
     fn finish_rows(&mut self) -> anyhow::Result<()> {
-        let Some(rows) = self.rows.take() else { return Ok(()) };
+        let Some(rows) = self.rows.take() else {
+            return Ok(());
+        };
         let table = &self.manifest.tables[rows.index];
-        let header = rows.converter.header.clone().with_context(|| format!("the rows of table {} have no CSV header", table.table))?;
+        let header = rows
+            .converter
+            .header
+            .clone()
+            .with_context(|| format!("the rows of table {} have no CSV header", table.table))?;
         if !rows.converter.at_record_start() {
-            bail!("the rows of table {} end in the middle of a record", table.table);
+            bail!(
+                "the rows of table {} end in the middle of a record",
+                table.table
+            );
         }
         let expected: Vec<&String> = table.columns.iter().map(|c| &c.name).collect();
         if header.iter().collect::<Vec<_>>() != expected {
-            bail!("the CSV header of table {} does not match its columns in the manifest", table.table);
+            bail!(
+                "the CSV header of table {} does not match its columns in the manifest",
+                table.table
+            );
         }
-        let key = table.key.clone().with_context(|| format!("table {} has no key to upsert by", table.table))?;
+        let key = table
+            .key
+            .clone()
+            .with_context(|| format!("table {} has no key to upsert by", table.table))?;
         let mut sql = String::from("\\.\n");
-        sql.push_str(&row_check(&upsert::stage_name(rows.index), &table.table.to_string(), table.rows));
+        sql.push_str(&row_check(
+            &upsert::stage_name(rows.index),
+            &table.table.to_string(),
+            table.rows,
+        ));
         sql.push_str(&upsert::upsert(rows.index, table, &header, &key));
         self.transaction()?.write(sql.as_bytes())
     }
@@ -192,6 +222,11 @@ impl Loader<'_> {
     /// Drops, creates and truncates, per the plan.
     fn prelude(&self) -> anyhow::Result<Vec<u8>> {
         let mut sql = Vec::new();
+        if self.manifest.kind == Kind::Partial {
+            // Parents are upserted before children; deferrable foreign keys (Django makes
+            // every one so) also let rows of a reference cycle arrive in one transaction.
+            writeln!(sql, "SET CONSTRAINTS ALL DEFERRED;")?;
+        }
         let mut truncate = Vec::new();
         for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
             match plan.action {
@@ -220,21 +255,22 @@ impl Loader<'_> {
     fn epilogue(&self) -> anyhow::Result<Vec<u8>> {
         let mut sql = Vec::new();
         if self.manifest.kind == Kind::Partial {
-            sql.extend(ledger::insert(self.manifest, self.sha256, "applied").as_bytes());
+            sql.extend(ledger::insert(self.manifest, self.sha256, ledger::APPLIED).as_bytes());
             return Ok(sql);
         }
+        let mut posts = Vec::new();
         for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
             if plan.action != Action::Replace {
-                sql.extend(self.schema_entry(&table.schema_post)?);
-                sql.push(b'\n');
+                posts.push(self.schema_entry(&table.schema_post)?);
             }
         }
+        sql.extend(post_data::order(&posts));
         for table in &self.manifest.tables {
             sql.extend(
                 row_check(&table.table.quoted(), &table.table.to_string(), table.rows).as_bytes(),
             );
         }
-        sql.extend(ledger::insert(self.manifest, self.sha256, "applied").as_bytes());
+        sql.extend(ledger::insert(self.manifest, self.sha256, ledger::APPLIED).as_bytes());
         Ok(sql)
     }
 

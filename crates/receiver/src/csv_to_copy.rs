@@ -29,7 +29,10 @@ enum State {
 
 impl CsvToCopy {
     pub fn new() -> Self {
-        CsvToCopy { field_empty: true, ..Default::default() }
+        CsvToCopy {
+            field_empty: true,
+            ..Default::default()
+        }
     }
 
     fn in_header(&self) -> bool {

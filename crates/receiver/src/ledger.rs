@@ -1,9 +1,11 @@
 //! The ledger table in the target database. Each bundle's row is written in the same
 //! transaction as its data, which makes loading exactly-once (guarantee 3).
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pgferry::bundle::Manifest;
 use pgferry::pg::Psql;
+use pgferry::process;
 use pgferry::settings::names::quote_literal;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,26 @@ pub struct Record {
     pub window_end: Option<DateTime<Utc>>,
     pub status: String,
     pub applied_at: DateTime<Utc>,
+}
+
+/// Ledger statuses.
+pub const APPLIED: &str = "applied";
+pub const SKIPPED: &str = "skipped";
+
+/// Records `manifest` as skipped (an obsolete partial), in a transaction of its own.
+pub fn record_skipped(psql: &Psql, manifest: &Manifest, sha256: &str) -> anyhow::Result<()> {
+    let sql = format!(
+        "BEGIN;\n{CREATE}{}COMMIT;\n",
+        insert(manifest, sha256, SKIPPED)
+    );
+    process::output(psql.command().args(["-c", &sql])).with_context(|| {
+        format!(
+            "record bundle {} as skipped in {}",
+            manifest.name,
+            psql.connection.describe()
+        )
+    })?;
+    Ok(())
 }
 
 /// The statement that records `manifest` as `status` (`applied` or `skipped`).

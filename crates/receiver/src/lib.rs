@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod install;
 pub mod ledger;
 pub mod plan;
+pub mod post_data;
 pub mod prune;
 pub mod schema_diff;
 pub mod upsert;

@@ -9,7 +9,11 @@ pub fn stage_name(index: usize) -> String {
 }
 
 fn column_list(columns: &[String]) -> String {
-    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Creates the staging table, shaped like the target table.
@@ -23,7 +27,11 @@ pub fn create_stage(index: usize, table: &TableManifest) -> String {
 
 /// Starts the inline COPY of `columns` (from the CSV header) into the staging table.
 pub fn copy_into_stage(index: usize, columns: &[String]) -> String {
-    format!("COPY {} ({}) FROM STDIN;\n", stage_name(index), column_list(columns))
+    format!(
+        "COPY {} ({}) FROM STDIN;\n",
+        stage_name(index),
+        column_list(columns)
+    )
 }
 
 /// Moves the staged rows into the table: insert, or update the row with the same key.
@@ -34,7 +42,11 @@ pub fn upsert(index: usize, table: &TableManifest, columns: &[String], key: &[St
         .filter(|c| !key.contains(c))
         .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
         .collect();
-    let action = if updates.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", updates.join(", ")) };
+    let action = if updates.is_empty() {
+        "NOTHING".to_string()
+    } else {
+        format!("UPDATE SET {}", updates.join(", "))
+    };
     format!(
         "INSERT INTO {} ({list}) SELECT {list} FROM {} ON CONFLICT ({}) DO {action};\n",
         table.table.quoted(),

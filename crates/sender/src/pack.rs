@@ -118,9 +118,12 @@ pub fn list_partial(
     }
     let mut missing = Vec::new();
     for name in referenced {
-        let safe = pgferry::bundle::entry_path::classify(&format!("files/{}/{name}", set.name)).is_ok();
+        let safe =
+            pgferry::bundle::entry_path::classify(&format!("files/{}/{name}", set.name)).is_ok();
         let path = set.dir.join(name);
-        let is_file = std::fs::symlink_metadata(&path).map(|m| m.is_file()).unwrap_or(false);
+        let is_file = std::fs::symlink_metadata(&path)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
         if safe && is_file {
             chosen.insert(name.clone(), path);
         } else {
@@ -130,6 +133,9 @@ pub fn list_partial(
             missing.push(name.clone());
         }
     }
-    let files = chosen.into_iter().map(|(relative, path)| FoundFile { path, relative }).collect();
+    let files = chosen
+        .into_iter()
+        .map(|(relative, path)| FoundFile { path, relative })
+        .collect();
     Ok((files, missing))
 }

@@ -14,7 +14,12 @@ use pgferry::watermark::{self, Watermark};
 use crate::upload;
 
 /// A manifest with the bundle's identity filled in; tables, files and entries follow.
-pub fn new_manifest(settings: &SenderSettings, name: &BundleName, snapshot_time: DateTime<Utc>, server_version: &str) -> Manifest {
+pub fn new_manifest(
+    settings: &SenderSettings,
+    name: &BundleName,
+    snapshot_time: DateTime<Utc>,
+    server_version: &str,
+) -> Manifest {
     let connection = settings.source.connection();
     Manifest {
         format_version: FORMAT_VERSION,
@@ -35,12 +40,13 @@ pub fn new_manifest(settings: &SenderSettings, name: &BundleName, snapshot_time:
 }
 
 /// Streams the bundle that `pack` writes into the inbox and publishes it; then records
-/// `high_water_mark`. A failed upload leaves no published bundle and no moved mark.
+/// `high_water_mark` (unless `None`). A failed upload leaves no published bundle and no
+/// moved mark.
 pub fn publish(
     settings: &SenderSettings,
     name: &BundleName,
     manifest: &mut Manifest,
-    high_water_mark: DateTime<Utc>,
+    high_water_mark: Option<DateTime<Utc>>,
     pack: impl FnOnce(&mut BundleWriter<Upload>, &mut Manifest) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
     let inbox = upload::open_inbox(&settings.remote, name.kind)?;
@@ -55,10 +61,21 @@ pub fn publish(
         Ok(upload) => upload,
         Err(err) => {
             inbox.discard(&temp);
-            return Err(err.context(format!("make bundle {name} in {}:{}", inbox.label, settings.remote.dir)));
+            return Err(err.context(format!(
+                "make bundle {name} in {}:{}",
+                inbox.label, settings.remote.dir
+            )));
         }
     };
     let published = inbox.publish(upload)?;
-    watermark::record(&settings.state.dir, &Watermark { high_water_mark, bundle: name.file_name() })?;
+    if let Some(high_water_mark) = high_water_mark {
+        watermark::record(
+            &settings.state.dir,
+            &Watermark {
+                high_water_mark,
+                bundle: name.file_name(),
+            },
+        )?;
+    }
     Ok(published)
 }

@@ -19,9 +19,16 @@ pub fn copy_out(psql: &Psql, snapshot: &str, selected: &Selected) -> anyhow::Res
     let mut cmd = psql.command();
     // Each -c runs in order in one session; -q keeps the command tags off stdout.
     cmd.args(["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"]);
-    cmd.args(["-c", &format!("SET TRANSACTION SNAPSHOT {}", pgferry::settings::names::quote_literal(snapshot))]);
+    cmd.args([
+        "-c",
+        &format!(
+            "SET TRANSACTION SNAPSHOT {}",
+            pgferry::settings::names::quote_literal(snapshot)
+        ),
+    ]);
     cmd.args(["-c", &copy, "-c", "COMMIT"]);
-    CommandReader::spawn(&mut cmd).with_context(|| format!("start COPY of table {}", selected.table))
+    CommandReader::spawn(&mut cmd)
+        .with_context(|| format!("start COPY of table {}", selected.table))
 }
 
 /// Passes CSV through and counts its records: newlines outside quotes, minus the header.
@@ -33,7 +40,11 @@ pub struct CsvCounter<R> {
 
 impl<R: Read> CsvCounter<R> {
     pub fn new(inner: R) -> Self {
-        CsvCounter { inner, in_quotes: false, lines: 0 }
+        CsvCounter {
+            inner,
+            in_quotes: false,
+            lines: 0,
+        }
     }
 
     /// Records seen, not counting the header.

@@ -38,14 +38,23 @@ pub fn select(partial: &[PartialTable], fks: &[ForeignKey], window: Window) -> V
     let tables = closure(partial, fks);
     let planner = Planner {
         partial,
-        fks: fks.iter().filter(|fk| tables.contains(&fk.child) && tables.contains(&fk.parent)).collect(),
+        fks: fks
+            .iter()
+            .filter(|fk| tables.contains(&fk.child) && tables.contains(&fk.parent))
+            .collect(),
         window,
     };
     let mut selected: Vec<Selected> = Vec::new();
     for table in parents_first(&tables, &planner.fks) {
-        let Some(predicate) = planner.predicate(&table, "t0", &mut vec![table.clone()]) else { continue };
+        let Some(predicate) = planner.predicate(&table, "t0", &mut vec![table.clone()]) else {
+            continue;
+        };
         let parent = !partial.iter().any(|p| p.table == table);
-        selected.push(Selected { table, predicate, parent });
+        selected.push(Selected {
+            table,
+            predicate,
+            parent,
+        });
     }
     selected
 }
@@ -68,7 +77,8 @@ fn closure(partial: &[PartialTable], fks: &[ForeignKey]) -> BTreeSet<QualifiedNa
 
 /// Topological order by foreign keys; the members of a cycle follow in name order.
 fn parents_first(tables: &BTreeSet<QualifiedName>, fks: &[&ForeignKey]) -> Vec<QualifiedName> {
-    let mut waiting: BTreeMap<&QualifiedName, BTreeSet<&QualifiedName>> = tables.iter().map(|t| (t, BTreeSet::new())).collect();
+    let mut waiting: BTreeMap<&QualifiedName, BTreeSet<&QualifiedName>> =
+        tables.iter().map(|t| (t, BTreeSet::new())).collect();
     for fk in fks {
         if fk.child != fk.parent {
             if let Some(parents) = waiting.get_mut(&fk.child) {
@@ -78,7 +88,11 @@ fn parents_first(tables: &BTreeSet<QualifiedName>, fks: &[&ForeignKey]) -> Vec<Q
     }
     let mut order = Vec::new();
     while !waiting.is_empty() {
-        let ready: Vec<&QualifiedName> = waiting.iter().filter(|(_, parents)| parents.is_empty()).map(|(t, _)| *t).collect();
+        let ready: Vec<&QualifiedName> = waiting
+            .iter()
+            .filter(|(_, parents)| parents.is_empty())
+            .map(|(t, _)| *t)
+            .collect();
         let next = if ready.is_empty() {
             // A cycle: take the first remaining table to break it.
             waiting.keys().next().copied().into_iter().collect()
@@ -97,7 +111,10 @@ fn parents_first(tables: &BTreeSet<QualifiedName>, fks: &[&ForeignKey]) -> Vec<Q
 }
 
 fn columns(alias: &str, names: &[String]) -> String {
-    let list: Vec<String> = names.iter().map(|c| format!("{alias}.{}", quote_ident(c))).collect();
+    let list: Vec<String> = names
+        .iter()
+        .map(|c| format!("{alias}.{}", quote_ident(c)))
+        .collect();
     format!("({})", list.join(", "))
 }
 
@@ -112,8 +129,16 @@ impl Planner<'_> {
     }
 
     /// The predicate over `alias` that picks `table`'s rows, or None when it sends none.
-    fn predicate(&self, table: &QualifiedName, alias: &str, path: &mut Vec<QualifiedName>) -> Option<String> {
-        let references_itself = self.fks.iter().any(|fk| &fk.parent == table && &fk.child == table);
+    fn predicate(
+        &self,
+        table: &QualifiedName,
+        alias: &str,
+        path: &mut Vec<QualifiedName>,
+    ) -> Option<String> {
+        let references_itself = self
+            .fks
+            .iter()
+            .any(|fk| &fk.parent == table && &fk.child == table);
         if !references_itself {
             return self.base(table, alias, path);
         }
@@ -123,13 +148,22 @@ impl Planner<'_> {
     }
 
     /// The rows picked by the window and by referencing children, over `alias`.
-    fn base(&self, table: &QualifiedName, alias: &str, path: &mut Vec<QualifiedName>) -> Option<String> {
+    fn base(
+        &self,
+        table: &QualifiedName,
+        alias: &str,
+        path: &mut Vec<QualifiedName>,
+    ) -> Option<String> {
         let mut parts = Vec::new();
         for partial in self.partial.iter().filter(|p| &p.table == table) {
             parts.push(self.window_predicate(alias, &partial.changed_at));
         }
         let depth = path.len();
-        for fk in self.fks.iter().filter(|fk| &fk.parent == table && &fk.child != table) {
+        for fk in self
+            .fks
+            .iter()
+            .filter(|fk| &fk.parent == table && &fk.child != table)
+        {
             if path.contains(&fk.child) {
                 continue;
             }
@@ -141,7 +175,9 @@ impl Planner<'_> {
                 parts.push(format!(
                     "{} IN (SELECT {} FROM {} AS {child_alias} WHERE {child})",
                     columns(alias, &fk.parent_columns),
-                    columns(&child_alias, &fk.child_columns).trim_start_matches('(').trim_end_matches(')'),
+                    columns(&child_alias, &fk.child_columns)
+                        .trim_start_matches('(')
+                        .trim_end_matches(')'),
                     fk.child.quoted()
                 ));
             }
@@ -155,23 +191,47 @@ impl Planner<'_> {
     /// For a table that references itself: the rows `base` picks over alias `s`, and their
     /// ancestors, as a predicate over `alias`.
     fn with_ancestors(&self, table: &QualifiedName, alias: &str, s: &str, base: String) -> String {
-        let own: Vec<&&ForeignKey> = self.fks.iter().filter(|fk| &fk.parent == table && &fk.child == table).collect();
-        let Some(first) = own.first() else { return base };
-        let same_target: Vec<&&ForeignKey> = own.iter().copied().filter(|fk| fk.parent_columns == first.parent_columns).collect();
+        let own: Vec<&&ForeignKey> = self
+            .fks
+            .iter()
+            .filter(|fk| &fk.parent == table && &fk.child == table)
+            .collect();
+        let Some(first) = own.first() else {
+            return base;
+        };
+        let same_target: Vec<&&ForeignKey> = own
+            .iter()
+            .copied()
+            .filter(|fk| fk.parent_columns == first.parent_columns)
+            .collect();
         let refs = &first.parent_columns;
         let r: Vec<String> = (0..refs.len()).map(|i| format!("r{i}")).collect();
         let mut f_names = Vec::new();
         let mut f_sources = Vec::new();
         let mut joins = Vec::new();
         for (k, fk) in same_target.iter().enumerate() {
-            let names: Vec<String> = (0..fk.child_columns.len()).map(|i| format!("f{k}_{i}")).collect();
-            joins.push(format!("{} = ({})", columns("n", refs), names.iter().map(|n| format!("sel.{n}")).collect::<Vec<_>>().join(", ")));
+            let names: Vec<String> = (0..fk.child_columns.len())
+                .map(|i| format!("f{k}_{i}"))
+                .collect();
+            joins.push(format!(
+                "{} = ({})",
+                columns("n", refs),
+                names
+                    .iter()
+                    .map(|n| format!("sel.{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             f_names.extend(names);
             f_sources.push(fk.child_columns.clone());
         }
         let all_sources: Vec<String> = f_sources.into_iter().flatten().collect();
         let pick = |a: &str| -> String {
-            let refs: Vec<String> = refs.iter().chain(all_sources.iter()).map(|c| format!("{a}.{}", quote_ident(c))).collect();
+            let refs: Vec<String> = refs
+                .iter()
+                .chain(all_sources.iter())
+                .map(|c| format!("{a}.{}", quote_ident(c)))
+                .collect();
             refs.join(", ")
         };
         format!(
@@ -199,34 +259,69 @@ mod tests {
     }
 
     fn fk(child: &str, col: &str, parent: &str) -> ForeignKey {
-        ForeignKey { child: t(child), child_columns: vec![col.into()], parent: t(parent), parent_columns: vec!["id".into()] }
+        ForeignKey {
+            child: t(child),
+            child_columns: vec![col.into()],
+            parent: t(parent),
+            parent_columns: vec!["id".into()],
+        }
     }
 
     fn window() -> Window {
         Window {
-            start: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc(),
-            end: DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z").unwrap().to_utc(),
+            start: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+            end: DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z")
+                .unwrap()
+                .to_utc(),
         }
     }
 
     #[test]
     fn parents_come_first_three_levels_deep() {
-        let partial = vec![PartialTable { table: t("event"), changed_at: "timeStamp".into() }];
-        let fks = vec![fk("event", "assignment_id", "assignment"), fk("assignment", "bus_id", "bus"), fk("other", "x", "bus")];
+        let partial = vec![PartialTable {
+            table: t("event"),
+            changed_at: "timeStamp".into(),
+        }];
+        let fks = vec![
+            fk("event", "assignment_id", "assignment"),
+            fk("assignment", "bus_id", "bus"),
+            fk("other", "x", "bus"),
+        ];
         let selected = select(&partial, &fks, window());
         let names: Vec<String> = selected.iter().map(|s| s.table.name.clone()).collect();
         assert_eq!(names, vec!["bus", "assignment", "event"]);
         assert!(selected[0].parent && selected[1].parent && !selected[2].parent);
         // The bus predicate reaches the events through the assignments.
-        assert!(selected[0].predicate.contains("FROM \"public\".\"assignment\" AS t1"), "{}", selected[0].predicate);
-        assert!(selected[0].predicate.contains("FROM \"public\".\"event\" AS t2"), "{}", selected[0].predicate);
+        assert!(
+            selected[0]
+                .predicate
+                .contains("FROM \"public\".\"assignment\" AS t1"),
+            "{}",
+            selected[0].predicate
+        );
+        assert!(
+            selected[0]
+                .predicate
+                .contains("FROM \"public\".\"event\" AS t2"),
+            "{}",
+            selected[0].predicate
+        );
         assert!(!selected[0].predicate.contains("other"));
     }
 
     #[test]
     fn cycles_terminate() {
-        let partial = vec![PartialTable { table: t("a"), changed_at: "c".into() }];
-        let fks = vec![fk("a", "b_id", "b"), fk("b", "a_id", "a"), fk("a", "parent_id", "a")];
+        let partial = vec![PartialTable {
+            table: t("a"),
+            changed_at: "c".into(),
+        }];
+        let fks = vec![
+            fk("a", "b_id", "b"),
+            fk("b", "a_id", "a"),
+            fk("a", "parent_id", "a"),
+        ];
         let selected = select(&partial, &fks, window());
         assert_eq!(selected.len(), 2);
         let a = selected.iter().find(|s| s.table == t("a")).unwrap();

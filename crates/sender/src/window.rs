@@ -29,9 +29,41 @@ pub fn choose(
 ) -> (Window, Basis) {
     let default_window = Duration::minutes(5);
     match (fixed, high_water_mark) {
-        (Some(minutes), _) => (Window { start: end - minutes, end }, Basis::Fixed),
-        (None, Some(mark)) => (Window { start: (mark - overlap).min(end), end }, Basis::HighWaterMark),
-        (None, None) => (Window { start: end - default_window, end }, Basis::NoHighWaterMark),
+        (Some(minutes), _) => (
+            Window {
+                start: end - minutes,
+                end,
+            },
+            Basis::Fixed,
+        ),
+        (None, Some(mark)) => (
+            Window {
+                start: (mark - overlap).min(end),
+                end,
+            },
+            Basis::HighWaterMark,
+        ),
+        (None, None) => (
+            Window {
+                start: end - default_window,
+                end,
+            },
+            Basis::NoHighWaterMark,
+        ),
+    }
+}
+
+/// Where the high-water mark goes once the bundle of `window` is published, or `None` to
+/// leave it. A fixed window that starts after the mark leaves a gap its rows never cover;
+/// keeping the mark lets the next default-mode partial still send them.
+pub fn next_mark(
+    window: Window,
+    basis: Basis,
+    mark: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match (basis, mark) {
+        (Basis::Fixed, Some(mark)) if window.start > mark => None,
+        _ => Some(window.end),
     }
 }
 
@@ -45,7 +77,12 @@ mod tests {
 
     #[test]
     fn the_window_starts_at_the_mark_minus_the_overlap() {
-        let (w, basis) = choose(at("2026-01-01T12:00:00Z"), Some(at("2026-01-01T10:00:00Z")), Duration::minutes(2), None);
+        let (w, basis) = choose(
+            at("2026-01-01T12:00:00Z"),
+            Some(at("2026-01-01T10:00:00Z")),
+            Duration::minutes(2),
+            None,
+        );
         assert_eq!(w.start, at("2026-01-01T09:58:00Z"));
         assert_eq!(w.end, at("2026-01-01T12:00:00Z"));
         assert_eq!(basis, Basis::HighWaterMark);
@@ -53,7 +90,12 @@ mod tests {
 
     #[test]
     fn a_fixed_window_ignores_the_mark() {
-        let (w, basis) = choose(at("2026-01-01T12:00:00Z"), Some(at("2026-01-01T10:00:00Z")), Duration::minutes(2), Some(Duration::minutes(1)));
+        let (w, basis) = choose(
+            at("2026-01-01T12:00:00Z"),
+            Some(at("2026-01-01T10:00:00Z")),
+            Duration::minutes(2),
+            Some(Duration::minutes(1)),
+        );
         assert_eq!(w.start, at("2026-01-01T11:59:00Z"));
         assert_eq!(basis, Basis::Fixed);
     }
@@ -67,7 +109,39 @@ mod tests {
 
     #[test]
     fn a_mark_in_the_future_never_makes_an_inverted_window() {
-        let (w, _) = choose(at("2026-01-01T12:00:00Z"), Some(at("2026-01-01T13:00:00Z")), Duration::zero(), None);
+        let (w, _) = choose(
+            at("2026-01-01T12:00:00Z"),
+            Some(at("2026-01-01T13:00:00Z")),
+            Duration::zero(),
+            None,
+        );
         assert_eq!(w.start, w.end);
+    }
+
+    #[test]
+    fn a_fixed_window_with_a_gap_leaves_the_mark() {
+        let mark = Some(at("2026-01-01T10:00:00Z"));
+        let (gap, basis) = choose(
+            at("2026-01-01T12:00:00Z"),
+            mark,
+            Duration::minutes(2),
+            Some(Duration::minutes(1)),
+        );
+        assert_eq!(next_mark(gap, basis, mark), None);
+        let (covering, basis) = choose(
+            at("2026-01-01T10:00:30Z"),
+            mark,
+            Duration::minutes(2),
+            Some(Duration::minutes(1)),
+        );
+        assert_eq!(
+            next_mark(covering, basis, mark),
+            Some(at("2026-01-01T10:00:30Z"))
+        );
+        let (default, basis) = choose(at("2026-01-01T12:00:00Z"), mark, Duration::minutes(2), None);
+        assert_eq!(
+            next_mark(default, basis, mark),
+            Some(at("2026-01-01T12:00:00Z"))
+        );
     }
 }

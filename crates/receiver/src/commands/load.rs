@@ -33,6 +33,9 @@ pub enum Outcome {
     Applied,
     /// The ledger had it: only files, hook and inbox bookkeeping were redone.
     AlreadyLoaded,
+    /// A partial whose window ended before the snapshot of the last applied complete:
+    /// that complete holds its rows already, so it is recorded as skipped, not loaded.
+    Obsolete,
 }
 
 pub fn load(settings: &ReceiverSettings, once: bool) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
@@ -88,14 +91,31 @@ fn load_one(
         }
     }
     let psql = Psql::new(settings.target.connection());
-    let already = ledger::find(&psql, &manifest.name)?.is_some();
+    let recorded = ledger::find(&psql, &manifest.name)?;
+    if recorded
+        .as_ref()
+        .is_some_and(|r| r.status == ledger::SKIPPED)
+    {
+        inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
+        return Ok(Outcome::Obsolete);
+    }
+    let already = recorded.is_some();
+    if !already && is_obsolete(&psql, manifest)? {
+        ledger::record_skipped(&psql, manifest, &verified.sha256)?;
+        inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
+        tracing::info!(bundle = %name, "skipped: a complete bundle applied since holds its rows");
+        return Ok(Outcome::Obsolete);
+    }
     check_free_space(settings, verified)?;
     let plans = if already {
         Vec::new()
     } else {
         match manifest.kind {
             Kind::Complete => plan::complete(&psql, manifest, settings.complete.on_schema_change)?,
-            Kind::Partial => bail!("partial bundles are not supported by this receiver yet"),
+            Kind::Partial => {
+                plan::partial(&psql, manifest)?;
+                Vec::new()
+            }
         }
     };
     let applied = apply::apply(settings, path, verified, &plans, already)?;
@@ -112,6 +132,15 @@ fn load_one(
     } else {
         Outcome::Applied
     })
+}
+
+/// A partial whose window ends before the snapshot of the last applied complete.
+fn is_obsolete(psql: &Psql, manifest: &pgferry::bundle::Manifest) -> anyhow::Result<bool> {
+    let Some(window) = manifest.window.filter(|_| manifest.kind == Kind::Partial) else {
+        return Ok(false);
+    };
+    let last_complete = ledger::last_applied(psql, "complete")?;
+    Ok(last_complete.is_some_and(|complete| window.end < complete.snapshot_time))
 }
 
 /// Refuses to start when the bundle's files would leave less than `inbox.min_free`.

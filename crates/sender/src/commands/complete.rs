@@ -28,7 +28,11 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
 }
 
 /// Makes and publishes one complete bundle; returns its name.
-pub fn complete(settings: &SenderSettings, config: &Path, created: DateTime<Utc>) -> anyhow::Result<BundleName> {
+pub fn complete(
+    settings: &SenderSettings,
+    config: &Path,
+    created: DateTime<Utc>,
+) -> anyhow::Result<BundleName> {
     let started = Instant::now();
     let name = BundleName::new(created, Kind::Complete);
     let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
@@ -39,9 +43,13 @@ pub fn complete(settings: &SenderSettings, config: &Path, created: DateTime<Utc>
         manifest.tables.push(describe(&mut snapshot, table)?);
     }
     // A complete bundle replaces everything: the next partial starts from its snapshot.
-    let published = publish(settings, &name, &mut manifest, snapshot.time, |writer, manifest| {
-        pack_bundle(settings, &snapshot.id, &tables, manifest, writer)
-    })?;
+    let published = publish(
+        settings,
+        &name,
+        &mut manifest,
+        Some(snapshot.time),
+        |writer, manifest| pack_bundle(settings, &snapshot.id, &tables, manifest, writer),
+    )?;
     snapshot.close()?;
     tracing::info!(
         bundle = %name, path = %published, rows = manifest.total_rows(),
@@ -82,7 +90,9 @@ fn pack_bundle<W: Write>(
         table.schema_post = Some(post);
     }
     let mut counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
-    writer.append_parts("data/", ".sql", &mut counter, PART_SIZE).context("dump the data")?;
+    writer
+        .append_parts("data/", ".sql", &mut counter, PART_SIZE)
+        .context("dump the data")?;
     for table in &mut manifest.tables {
         table.rows = counter.rows.get(&table.table).copied().unwrap_or(0);
     }

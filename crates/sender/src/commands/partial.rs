@@ -34,25 +34,41 @@ pub fn run(config: &Path, minutes: Option<u32>) -> anyhow::Result<Exit> {
 }
 
 /// Makes and publishes one partial bundle; returns its name.
-pub fn partial(settings: &SenderSettings, config: &Path, created: DateTime<Utc>, minutes: Option<u32>) -> anyhow::Result<BundleName> {
+pub fn partial(
+    settings: &SenderSettings,
+    config: &Path,
+    created: DateTime<Utc>,
+    minutes: Option<u32>,
+) -> anyhow::Result<BundleName> {
     let started = Instant::now();
     let name = BundleName::new(created, Kind::Partial);
     let psql = Psql::new(settings.source.connection());
     let mut snapshot = Snapshot::open(&psql)?;
-    let partial_tables = resolve_partial_tables(settings, config, &mut snapshot)?;
-    let window = choose_window(settings, snapshot.time, minutes)?;
+    let catalog = snapshot.tables()?;
+    let partial_tables = resolve_partial_tables(settings, config, &catalog, &mut snapshot)?;
+    let (window, next_mark) = choose_window(settings, snapshot.time, minutes)?;
     let fks: Option<Vec<ForeignKey>> = snapshot.json(FOREIGN_KEYS_SQL)?;
     let selected = selection::select(&partial_tables, &fks.unwrap_or_default(), window);
+    require_complete_tables(settings, config, &catalog, &selected)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
-    manifest.window = Some(ManifestWindow { start: window.start, end: window.end });
+    manifest.window = Some(ManifestWindow {
+        start: window.start,
+        end: window.end,
+    });
     for table in &selected {
         manifest.tables.push(describe(&mut snapshot, table)?);
     }
     let referenced = referenced_files(settings, &selected, &mut snapshot)?;
-    let published = publish(settings, &name, &mut manifest, window.end, |writer, manifest| {
-        pack_rows(&psql, &snapshot.id, &selected, manifest, writer)?;
-        pack_files(settings, window, &referenced, manifest, writer)
-    })?;
+    let published = publish(
+        settings,
+        &name,
+        &mut manifest,
+        next_mark,
+        |writer, manifest| {
+            pack_rows(&psql, &snapshot.id, &selected, manifest, writer)?;
+            pack_files(settings, window, &referenced, manifest, writer)
+        },
+    )?;
     snapshot.close()?;
     tracing::info!(
         bundle = %name, path = %published, rows = manifest.total_rows(), tables = selected.len(),
@@ -63,8 +79,12 @@ pub fn partial(settings: &SenderSettings, config: &Path, created: DateTime<Utc>,
 }
 
 /// The configured partial tables, each checked: it exists, its `changed_at` column exists.
-fn resolve_partial_tables(settings: &SenderSettings, config: &Path, snapshot: &mut Snapshot) -> anyhow::Result<Vec<PartialTable>> {
-    let catalog = snapshot.tables()?;
+fn resolve_partial_tables(
+    settings: &SenderSettings,
+    config: &Path,
+    catalog: &[QualifiedName],
+    snapshot: &mut Snapshot,
+) -> anyhow::Result<Vec<PartialTable>> {
     let mut found = Vec::new();
     for (index, entry) in settings.partial.tables.iter().enumerate() {
         let key = format!("partial.tables[{index}].table");
@@ -82,17 +102,66 @@ fn resolve_partial_tables(settings: &SenderSettings, config: &Path, snapshot: &m
             )
             .into());
         }
-        found.push(PartialTable { table, changed_at: entry.changed_at.clone() });
+        found.push(PartialTable {
+            table,
+            changed_at: entry.changed_at.clone(),
+        });
     }
     Ok(found)
 }
 
-fn choose_window(settings: &SenderSettings, end: DateTime<Utc>, minutes: Option<u32>) -> anyhow::Result<Window> {
+/// Every table a partial sends must also be a table of complete bundles: only a complete
+/// creates tables on the target, and a complete must be able to replace what partials sent.
+fn require_complete_tables(
+    settings: &SenderSettings,
+    config: &Path,
+    catalog: &[QualifiedName],
+    selected: &[Selected],
+) -> anyhow::Result<()> {
+    let complete = tables::complete_tables(settings, config, catalog)?;
+    let outside: Vec<String> = selected
+        .iter()
+        .filter(|s| !complete.contains(&s.table))
+        .map(|s| {
+            if s.parent {
+                format!("{} (referenced by sent rows)", s.table)
+            } else {
+                s.table.to_string()
+            }
+        })
+        .collect();
+    if !outside.is_empty() {
+        return Err(ConfigError::new(
+            config,
+            "source.tables",
+            format!(
+                "partial bundles send table(s) {} but complete bundles do not, so the receiver would never create them; hint: add them to source.tables",
+                outside.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The window, and where the high-water mark goes once its bundle is published.
+fn choose_window(
+    settings: &SenderSettings,
+    end: DateTime<Utc>,
+    minutes: Option<u32>,
+) -> anyhow::Result<(Window, Option<DateTime<Utc>>)> {
     let mark = watermark::read(&settings.state.dir)?.map(|w| w.high_water_mark);
     let fixed = minutes
         .map(|m| chrono::Duration::minutes(i64::from(m)))
         .or(settings.partial.window.map(|w| w.as_chrono()));
     let (window, basis) = window::choose(end, mark, settings.partial.overlap.as_chrono(), fixed);
+    let next_mark = window::next_mark(window, basis, mark);
+    if next_mark.is_none() {
+        tracing::warn!(
+            window_start = %window.start.to_rfc3339(),
+            "the fixed window starts after the high-water mark, so rows changed in between are not sent; the mark stays where it is so the next partial without --minutes sends them"
+        );
+    }
     if basis == Basis::NoHighWaterMark {
         tracing::warn!(
             window_start = %window.start.to_rfc3339(),
@@ -100,7 +169,7 @@ fn choose_window(settings: &SenderSettings, end: DateTime<Utc>, minutes: Option<
             settings.state.dir.display()
         );
     }
-    Ok(window)
+    Ok((window, next_mark))
 }
 
 fn describe(snapshot: &mut Snapshot, selected: &Selected) -> anyhow::Result<TableManifest> {
@@ -124,20 +193,28 @@ fn describe(snapshot: &mut Snapshot, selected: &Selected) -> anyhow::Result<Tabl
 }
 
 /// Per file set, the file names that `referenced_by` columns of the sent rows hold.
-fn referenced_files(settings: &SenderSettings, selected: &[Selected], snapshot: &mut Snapshot) -> anyhow::Result<Vec<BTreeSet<String>>> {
+fn referenced_files(
+    settings: &SenderSettings,
+    selected: &[Selected],
+    snapshot: &mut Snapshot,
+) -> anyhow::Result<Vec<BTreeSet<String>>> {
     let mut per_set = Vec::new();
     for set in &settings.files {
         let mut names = BTreeSet::new();
         if set.partial {
             for column in &set.referenced_by {
-                let Some(table) = selected.iter().find(|s| s.table == column.table) else { continue };
+                let Some(table) = selected.iter().find(|s| s.table == column.table) else {
+                    continue;
+                };
                 let col = format!("t0.{}", quote_ident(&column.column));
                 let sql = format!(
                     "SELECT json_agg(DISTINCT {col}::text) FROM {} AS t0 WHERE ({}) AND {col} IS NOT NULL AND {col}::text <> ''",
                     table.table.quoted(),
                     table.predicate
                 );
-                let values: Option<Vec<String>> = snapshot.json(&sql).with_context(|| format!("read file names from {column}"))?;
+                let values: Option<Vec<String>> = snapshot
+                    .json(&sql)
+                    .with_context(|| format!("read file names from {column}"))?;
                 names.extend(values.unwrap_or_default());
             }
         }
@@ -156,7 +233,12 @@ fn pack_rows<W: Write>(
     for (index, (table, record)) in selected.iter().zip(manifest.tables.iter_mut()).enumerate() {
         let mut counter = CsvCounter::new(rows::copy_out(psql, snapshot_id, table)?);
         writer
-            .append_parts(&format!("rows/{index:04}-"), ".csv", &mut counter, PART_SIZE)
+            .append_parts(
+                &format!("rows/{index:04}-"),
+                ".csv",
+                &mut counter,
+                PART_SIZE,
+            )
             .with_context(|| format!("copy the rows of table {}", table.table))?;
         record.rows = counter.records();
     }
@@ -189,5 +271,10 @@ fn pack_files<W: Write>(
 
 /// Qualified names of the partial tables, for `check`.
 pub fn partial_table_names(settings: &SenderSettings) -> Vec<QualifiedName> {
-    settings.partial.tables.iter().filter_map(|t| t.table.literal()).collect()
+    settings
+        .partial
+        .tables
+        .iter()
+        .filter_map(|t| t.table.literal())
+        .collect()
 }
