@@ -41,7 +41,8 @@ fn sender_error(edit: impl Fn(String) -> String) -> String {
 #[test]
 fn unknown_key_is_named_with_its_line() {
     let err = sender_error(|t| t.replace("port = 22\n", "port = 22\nhots = \"x\"\n"));
-    assert!(err.starts_with("config /etc/pgferry/sender.toml, line 42, key remote.hots: unknown key, expected one of: `host`"), "{err}");
+    let line = example_line("port = 22") + 1;
+    assert!(err.starts_with(&format!("config /etc/pgferry/sender.toml, line {line}, key remote.hots: unknown key, expected one of: `host`")), "{err}");
 }
 
 #[test]
@@ -56,7 +57,18 @@ fn missing_key_is_named() {
 #[test]
 fn wrong_type_is_named() {
     let err = sender_error(|t| t.replace("port = 22", "port = \"twenty-two\""));
-    assert!(err.contains("line 41, key remote.port: invalid type: string \"twenty-two\", expected an integer (0-65535)"), "{err}");
+    let line = example_line("port = 22");
+    assert!(err.contains(&format!("line {line}, key remote.port: invalid type: string \"twenty-two\", expected an integer (0-65535)")), "{err}");
+}
+
+/// The 1-based line of the example sender config that starts with `start`.
+fn example_line(start: &str) -> usize {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/sender.toml"
+    ))
+    .unwrap();
+    1 + text.lines().position(|l| l.starts_with(start)).unwrap()
 }
 
 #[test]
