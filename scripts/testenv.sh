@@ -145,7 +145,8 @@ EOF
 start_smtp() {
     local port=$1
     local dir="$ENV_DIR/smtp"
-    mkdir -p "$dir/maildir"
+    # The Mailbox handler writes into an existing maildir only when its cur/new/tmp exist.
+    mkdir -p "$dir/maildir/cur" "$dir/maildir/new" "$dir/maildir/tmp"
     # Debian's python, where python3-aiosmtpd is installed (not a pyenv one on PATH).
     setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir/maildir" \
         >"$dir/smtp.log" 2>&1 </dev/null &

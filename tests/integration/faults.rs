@@ -218,15 +218,6 @@ fn a_bundle_with_a_symlink_goes_to_failed() {
     assert_refused(&ferry, &run, "entry \"files/images/link\" is a symbolic link; links, directories and devices are refused");
 }
 
-fn fingerprint(pubkey: &str) -> String {
-    let out = Command::new("ssh-keygen")
-        .args(["-l", "-E", "sha256", "-f", pubkey])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace().nth(1).unwrap().to_string()
-}
-
 #[test]
 fn an_unknown_host_key_sends_nothing_and_names_the_fingerprint() {
     let ferry = Ferry::new("CREATE TABLE t (id int PRIMARY KEY)", r#"["t"]"#);

@@ -10,4 +10,6 @@ mod complete;
 mod config;
 mod faults;
 mod ferry;
+mod operations;
 mod partial;
+mod remote;

@@ -342,3 +342,13 @@ pub fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The `SHA256:...` fingerprint of a public key file, as `ssh-keygen -l` prints it.
+pub fn fingerprint(pubkey: &str) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f", pubkey])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(1).unwrap().to_string()
+}

@@ -23,6 +23,10 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 
+    /// Send no alert email for this run (the job history is still kept)
+    #[arg(long, global = true)]
+    pub no_alert: bool,
+
     /// Format of the log lines on stderr
     #[arg(long, global = true, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     pub log_format: Format,
@@ -40,6 +44,14 @@ impl GlobalArgs {
         self.config
             .clone()
             .unwrap_or_else(|| pgferry::settings::default_path(default))
+    }
+
+    /// Starts logging and returns how jobs run: the log lines alerts quote, `--no-alert`.
+    pub fn init(&self) -> pgferry::job::Options {
+        pgferry::job::Options {
+            recent: self.init_logging(),
+            no_alert: self.no_alert,
+        }
     }
 
     /// Starts logging and returns the recent-lines buffer alerts quote.

@@ -1,6 +1,9 @@
-//! The SFTP side of the sender: connect with a checked host key and key authentication,
-//! make the inbox, and publish a bundle atomically (upload under a temporary name, fsync,
-//! rename). Every network step is bounded by the configured timeout.
+//! The SFTP side of the sender: connect with a checked host key and key authentication
+//! (in one call, or step by step for `check-remote`), make the inbox, and publish a bundle
+//! atomically (upload under a temporary name, fsync, rename). Every network step is bounded
+//! by the configured timeout.
+
+mod probe;
 
 use std::io::{BufWriter, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -28,7 +31,7 @@ pub struct HostKeyError {
 
 /// An authenticated SFTP connection to the receiver's inbox.
 pub struct Connection {
-    _session: Session,
+    session: Session,
     pub sftp: ssh2::Sftp,
     pub label: String,
     pub dir: String,
@@ -41,41 +44,113 @@ pub fn label(remote: &Remote) -> String {
 
 /// Connects, checks the host key against `known_hosts`, and authenticates with the key.
 pub fn connect(remote: &Remote) -> anyhow::Result<Connection> {
+    let tcp = open_tcp(remote)?;
+    handshake(remote, tcp)?
+        .check_host_key(remote)?
+        .authenticate(remote)?
+        .start_sftp(remote)
+}
+
+// The steps of `connect`, one at a time so `check-remote` can time and report each. Each
+// step consumes the previous one's result, so the host key check cannot be skipped.
+
+/// Step 1: a TCP connection to the server, with read and write timeouts set.
+pub fn open_tcp(remote: &Remote) -> anyhow::Result<TcpStream> {
+    tcp_connect(&remote.host, remote.port, remote.timeout())
+        .with_context(|| format!("connect to {}", label(remote)))
+}
+
+/// Step 2: the SSH handshake. Nothing may be sent until the host key is checked.
+pub fn handshake(remote: &Remote, tcp: TcpStream) -> anyhow::Result<Unverified> {
     let label = label(remote);
-    let timeout = remote.timeout();
-    let tcp = tcp_connect(&remote.host, remote.port, timeout)
-        .with_context(|| format!("connect to {label}"))?;
     let mut session = Session::new().context("create an SSH session")?;
     session.set_tcp_stream(tcp);
-    session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+    session.set_timeout(u32::try_from(remote.timeout().as_millis()).unwrap_or(u32::MAX));
     prefer_known_key_types(&mut session, remote);
     session
         .handshake()
         .with_context(|| format!("SSH handshake with {label}"))?;
-    check_host_key(&session, remote)?;
-    session
-        .userauth_pubkey_file(&remote.user, None, &remote.private_key, None)
-        .with_context(|| {
-            format!(
-                "authenticate to {label} with key {}",
-                remote.private_key.display()
-            )
-        })?;
-    if !session.authenticated() {
-        bail!(
-            "authenticate to {label}: the server refused key {}",
-            remote.private_key.display()
-        );
+    Ok(Unverified { session, label })
+}
+
+/// An SSH session whose host key has not been checked yet.
+pub struct Unverified {
+    session: Session,
+    label: String,
+}
+
+impl Unverified {
+    /// The server's identification string, such as `SSH-2.0-OpenSSH_9.2p1`.
+    pub fn banner(&self) -> Option<&str> {
+        self.session.banner()
     }
-    let sftp = session
-        .sftp()
-        .with_context(|| format!("start SFTP on {label}"))?;
-    Ok(Connection {
-        _session: session,
-        sftp,
-        label,
-        dir: remote.dir.clone(),
-    })
+
+    /// The SHA-256 fingerprint of the host key, written as `ssh-keygen -l` does.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.session)
+    }
+
+    /// Step 3: the host key must be listed in `known_hosts` (guarantee 10).
+    pub fn check_host_key(self, remote: &Remote) -> anyhow::Result<Verified> {
+        check_host_key(&self.session, remote)?;
+        Ok(Verified {
+            session: self.session,
+            label: self.label,
+        })
+    }
+}
+
+/// An SSH session with a checked host key, not yet authenticated.
+pub struct Verified {
+    session: Session,
+    label: String,
+}
+
+impl Verified {
+    /// Step 4: public key authentication with the configured private key.
+    pub fn authenticate(self, remote: &Remote) -> anyhow::Result<Authenticated> {
+        let label = &self.label;
+        self.session
+            .userauth_pubkey_file(&remote.user, None, &remote.private_key, None)
+            .with_context(|| {
+                format!(
+                    "authenticate to {label} with key {}",
+                    remote.private_key.display()
+                )
+            })?;
+        if !self.session.authenticated() {
+            bail!(
+                "authenticate to {label}: the server refused key {}",
+                remote.private_key.display()
+            );
+        }
+        Ok(Authenticated {
+            session: self.session,
+            label: self.label,
+        })
+    }
+}
+
+/// An authenticated SSH session, before SFTP.
+pub struct Authenticated {
+    session: Session,
+    label: String,
+}
+
+impl Authenticated {
+    /// Step 5: the SFTP subsystem.
+    pub fn start_sftp(self, remote: &Remote) -> anyhow::Result<Connection> {
+        let sftp = self
+            .session
+            .sftp()
+            .with_context(|| format!("start SFTP on {}", self.label))?;
+        Ok(Connection {
+            session: self.session,
+            sftp,
+            label: self.label,
+            dir: remote.dir.clone(),
+        })
+    }
 }
 
 fn tcp_connect(host: &str, port: u16, timeout: Duration) -> anyhow::Result<TcpStream> {
@@ -139,9 +214,8 @@ fn prefer_known_key_types(session: &mut Session, remote: &Remote) {
     }
 }
 
-fn check_host_key(session: &Session, remote: &Remote) -> anyhow::Result<()> {
-    let (key, _) = session.host_key().context("the server sent no host key")?;
-    let fingerprint = session
+fn fingerprint(session: &Session) -> String {
+    session
         .host_key_hash(HashType::Sha256)
         .map(|hash| {
             format!(
@@ -149,7 +223,12 @@ fn check_host_key(session: &Session, remote: &Remote) -> anyhow::Result<()> {
                 base64::engine::general_purpose::STANDARD_NO_PAD.encode(hash)
             )
         })
-        .unwrap_or_else(|| "unknown fingerprint".to_string());
+        .unwrap_or_else(|| "unknown fingerprint".to_string())
+}
+
+fn check_host_key(session: &Session, remote: &Remote) -> anyhow::Result<()> {
+    let (key, _) = session.host_key().context("the server sent no host key")?;
+    let fingerprint = fingerprint(session);
     let mut known = session
         .known_hosts()
         .context("set up known_hosts checking")?;

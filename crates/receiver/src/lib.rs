@@ -12,4 +12,5 @@ pub mod plan;
 pub mod post_data;
 pub mod prune;
 pub mod schema_diff;
+pub mod staleness;
 pub mod upsert;

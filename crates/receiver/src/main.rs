@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pgferry_cli::GlobalArgs;
+use receiver::commands;
 
 /// Loads the bundles that `sender` uploads into this secondary PostgreSQL server.
 #[derive(Debug, Parser)]
@@ -35,7 +36,11 @@ enum Command {
     },
     /// Apply the retention policy now: delete old applied and failed bundles
     Prune,
-    /// Show the last applied bundles, pending and failed counts, and the lag
+    /// Daemon: run load and prune on their [schedule], and alert when nothing was applied
+    /// for schedule.stale_after, until SIGTERM or SIGINT (a running job is let finish)
+    Run,
+    /// Show the last applied bundles, pending and failed counts, the lag, and each job's
+    /// last success and failure
     Status {
         /// Print JSON instead of text
         #[arg(long)]
@@ -45,14 +50,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _recent = cli.global.init_logging();
+    let options = cli.global.init();
     let config = cli.global.config_path("/etc/pgferry/receiver.toml");
     let result = match cli.command {
-        Command::Check => receiver::commands::check::run(&config),
-        Command::Load { once } => receiver::commands::load::run(&config, once),
-        Command::Verify { bundle } => receiver::commands::verify::run(&bundle),
-        Command::Prune => receiver::commands::prune::run(&config),
-        Command::Status { json } => receiver::commands::status::run(&config, json),
+        Command::Check => commands::check::run(&config),
+        Command::Load { once } => commands::load::run(&config, once, &options),
+        Command::Verify { bundle } => commands::verify::run(&bundle),
+        Command::Prune => commands::prune::run(&config, &options),
+        Command::Run => commands::run::run(&config, &options),
+        Command::Status { json } => commands::status::run(&config, json),
     };
     pgferry_cli::finish(result)
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pgferry_cli::GlobalArgs;
+use sender::commands;
 
 /// Ships PostgreSQL tables and files from this primary server to a secondary one over SFTP.
 #[derive(Debug, Parser)]
@@ -32,16 +33,32 @@ enum Command {
         #[arg(long, value_name = "N")]
         minutes: Option<u32>,
     },
+    /// Connectivity check, meant for every hour: TCP, SSH handshake, host key against
+    /// known_hosts, key authentication, inbox mkdir, write/read/delete of a probe file, free
+    /// space. Prints each step with its duration; a failure alerts
+    CheckRemote,
+    /// Daemon: run complete, partial and check-remote on their [schedule] until SIGTERM or
+    /// SIGINT (a running job is let finish)
+    Run,
+    /// Show each job's last success and failure, and the partial high-water mark
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _recent = cli.global.init_logging();
+    let options = cli.global.init();
     let config = cli.global.config_path("/etc/pgferry/sender.toml");
     let result = match cli.command {
-        Command::Check => sender::commands::check::run(&config),
-        Command::Complete => sender::commands::complete::run(&config),
-        Command::Partial { minutes } => sender::commands::partial::run(&config, minutes),
+        Command::Check => commands::check::run(&config),
+        Command::Complete => commands::complete::run(&config, &options),
+        Command::Partial { minutes } => commands::partial::run(&config, minutes, &options),
+        Command::CheckRemote => commands::check_remote::run(&config, &options),
+        Command::Run => commands::run::run(&config, &options),
+        Command::Status { json } => commands::status::run(&config, json),
     };
     pgferry_cli::finish(result)
 }

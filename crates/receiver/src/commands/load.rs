@@ -10,21 +10,26 @@ use pgferry::bundle::reader::{verify, Verified};
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::checks::free_space;
 use pgferry::exit::Exit;
-use pgferry::lock::JobLock;
+use pgferry::job::{Jobs, Options};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 
 use crate::{apply, hook, inbox, install, ledger, plan, prune};
 
-pub fn run(config: &Path, once: bool) -> anyhow::Result<Exit> {
+pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
-    let _lock = JobLock::acquire(&settings.state.dir, "load")?;
-    let result = load(&settings, once);
-    if let Err(err) = prune::prune(&settings, Utc::now()) {
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    jobs.run("load", || job(&settings, once))?;
+    Ok(Exit::Done)
+}
+
+/// The job the command and the daemon run: load, then prune.
+pub fn job(settings: &ReceiverSettings, once: bool) -> anyhow::Result<()> {
+    let result = load(settings, once);
+    if let Err(err) = prune::prune(settings, Utc::now()) {
         tracing::warn!(error = %format!("{err:#}"), "prune after load failed");
     }
-    result?;
-    Ok(Exit::Done)
+    result.map(|_| ())
 }
 
 /// What happened to one bundle.

@@ -4,15 +4,21 @@ use std::path::Path;
 
 use chrono::Utc;
 use pgferry::exit::Exit;
-use pgferry::lock::JobLock;
+use pgferry::job::{Jobs, Options};
 use pgferry::settings::ReceiverSettings;
 
 use crate::prune;
 
-pub fn run(config: &Path) -> anyhow::Result<Exit> {
+pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
-    let _lock = JobLock::acquire(&settings.state.dir, "prune")?;
-    let deleted = prune::prune(&settings, Utc::now())?;
-    tracing::info!(deleted = deleted.len(), "prune finished");
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    jobs.run("prune", || job(&settings))?;
     Ok(Exit::Done)
+}
+
+/// The job the command and the daemon run.
+pub fn job(settings: &ReceiverSettings) -> anyhow::Result<()> {
+    let deleted = prune::prune(settings, Utc::now())?;
+    tracing::info!(deleted = deleted.len(), "prune finished");
+    Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use pgferry::exit::Exit;
+use pgferry::history::{self, JobHistory};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 use serde::Serialize;
@@ -11,8 +12,12 @@ use serde::Serialize;
 use crate::inbox;
 use crate::ledger::{self, Record};
 
+/// The receiver's jobs, in the order status shows them.
+pub const JOBS: [&str; 3] = ["load", "prune", "staleness"];
+
 #[derive(Debug, Serialize)]
 pub struct Status {
+    pub jobs: Vec<JobHistory>,
     pub last_complete: Option<Record>,
     pub last_partial: Option<Record>,
     pub pending: Vec<String>,
@@ -35,6 +40,7 @@ pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result
         Ok(inbox::list(dir)?.iter().map(|n| n.file_name()).collect())
     };
     Ok(Status {
+        jobs: history::all(&settings.state.dir, &JOBS)?,
         last_complete,
         last_partial,
         pending: names(&settings.inbox.dir)?,
@@ -70,6 +76,9 @@ pub fn run(config: &Path, json: bool) -> anyhow::Result<Exit> {
     match status.lag_seconds {
         Some(lag) => println!("{:<14} {}", "lag", humanize(lag)),
         None => println!("{:<14} unknown (nothing applied yet)", "lag"),
+    }
+    for job in &status.jobs {
+        println!("{}", history::describe(job));
     }
     Ok(Exit::Done)
 }

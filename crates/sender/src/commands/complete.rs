@@ -11,7 +11,7 @@ use pgferry::bundle::manifest::TableManifest;
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
-use pgferry::lock::JobLock;
+use pgferry::job::{Jobs, Options};
 use pgferry::pg::Psql;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
@@ -20,11 +20,16 @@ use crate::publish::{new_manifest, publish};
 use crate::snapshot::Snapshot;
 use crate::{dump, pack, tables};
 
-pub fn run(config: &Path) -> anyhow::Result<Exit> {
+pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
-    let _lock = JobLock::acquire(&settings.state.dir, "complete")?;
-    complete(&settings, config, Utc::now())?;
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    jobs.run("complete", || job(&settings, config))?;
     Ok(Exit::Done)
+}
+
+/// The job the command and the daemon run.
+pub fn job(settings: &SenderSettings, config: &Path) -> anyhow::Result<()> {
+    complete(settings, config, Utc::now()).map(|_| ())
 }
 
 /// Makes and publishes one complete bundle; returns its name.

@@ -1,5 +1,8 @@
 //! One module per `sender` subcommand.
 
 pub mod check;
+pub mod check_remote;
 pub mod complete;
 pub mod partial;
+pub mod run;
+pub mod status;

@@ -12,7 +12,7 @@ use pgferry::bundle::manifest::{TableManifest, Window as ManifestWindow};
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
-use pgferry::lock::JobLock;
+use pgferry::job::{Jobs, Options};
 use pgferry::pg::catalog::{ForeignKey, FOREIGN_KEYS_SQL};
 use pgferry::pg::Psql;
 use pgferry::settings::names::{quote_ident, QualifiedName};
@@ -26,11 +26,16 @@ use crate::snapshot::Snapshot;
 use crate::window::{self, Basis, Window};
 use crate::{pack, tables};
 
-pub fn run(config: &Path, minutes: Option<u32>) -> anyhow::Result<Exit> {
+pub fn run(config: &Path, minutes: Option<u32>, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
-    let _lock = JobLock::acquire(&settings.state.dir, "partial")?;
-    partial(&settings, config, Utc::now(), minutes)?;
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    jobs.run("partial", || job(&settings, config, minutes))?;
     Ok(Exit::Done)
+}
+
+/// The job the command and the daemon run.
+pub fn job(settings: &SenderSettings, config: &Path, minutes: Option<u32>) -> anyhow::Result<()> {
+    partial(settings, config, Utc::now(), minutes).map(|_| ())
 }
 
 /// Makes and publishes one partial bundle; returns its name.

@@ -1,0 +1,45 @@
+//! `receiver run`: the daemon. `load` and `prune` on their schedules, the same job
+//! functions the one-shot commands call, and the staleness check after every load.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use pgferry::daemon;
+use pgferry::exit::Exit;
+use pgferry::job::{Jobs, Options};
+use pgferry::settings::ReceiverSettings;
+
+use crate::commands::{load, prune};
+use crate::staleness;
+
+/// How long a running job may take to finish after SIGTERM.
+pub const GRACE: Duration = Duration::from_secs(300);
+
+pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
+    let settings = Arc::new(ReceiverSettings::read(config)?);
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let started = Utc::now();
+    let load_job = {
+        let (settings, jobs) = (settings.clone(), jobs.clone());
+        move || {
+            let loaded = load::job(&settings, false);
+            // Its own job, so it alerts once when stale and once when fresh again.
+            let _ = jobs.run("staleness", || {
+                staleness::check(&settings, started, Utc::now())
+            });
+            loaded
+        }
+    };
+    let prune_job = {
+        let settings = settings.clone();
+        move || prune::job(&settings)
+    };
+    let scheduled = vec![
+        jobs.scheduled("load", &settings.schedule.load, load_job),
+        jobs.scheduled("prune", &settings.schedule.prune, prune_job),
+    ];
+    daemon::run_until_terminated(scheduled, GRACE)?;
+    Ok(Exit::Done)
+}

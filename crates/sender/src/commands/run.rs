@@ -1,0 +1,45 @@
+//! `sender run`: the daemon. `complete`, `partial` and `check-remote` on their schedules,
+//! each the same job function its one-shot command calls.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgferry::daemon;
+use pgferry::exit::Exit;
+use pgferry::job::{Jobs, Options};
+use pgferry::settings::SenderSettings;
+
+use crate::commands::{check_remote, complete, partial};
+
+/// How long a running job may take to finish after SIGTERM.
+pub const GRACE: Duration = Duration::from_secs(300);
+
+pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
+    let settings = Arc::new(SenderSettings::read(config)?);
+    let config: Arc<PathBuf> = Arc::new(config.to_path_buf());
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let complete_job = {
+        let (settings, config) = (settings.clone(), config.clone());
+        move || complete::job(&settings, &config)
+    };
+    let partial_job = {
+        let (settings, config) = (settings.clone(), config.clone());
+        move || partial::job(&settings, &config, None)
+    };
+    let check_remote_job = {
+        let settings = settings.clone();
+        move || check_remote::check_remote(&settings)
+    };
+    let scheduled = vec![
+        jobs.scheduled("complete", &settings.schedule.complete, complete_job),
+        jobs.scheduled("partial", &settings.schedule.partial, partial_job),
+        jobs.scheduled(
+            "check-remote",
+            &settings.schedule.check_remote,
+            check_remote_job,
+        ),
+    ];
+    daemon::run_until_terminated(scheduled, GRACE)?;
+    Ok(Exit::Done)
+}
