@@ -95,6 +95,38 @@ fn tail_of(text: &str) -> String {
     lines[start..].join("\n")
 }
 
+/// The most of one output line kept: a child that prints megabytes without a newline
+/// must not make pgferry hold them.
+const LINE_LIMIT: usize = 4096;
+
+/// The next line (at most [`LINE_LIMIT`] bytes of it, the rest skipped), or `None` at EOF.
+fn read_capped_line(reader: &mut impl io::BufRead) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut any = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return any.then_some(line),
+        };
+        if buf.is_empty() {
+            return any.then_some(line);
+        }
+        any = true;
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buf[..end], Some(end + 1)),
+            None => (buf, None),
+        };
+        let room = LINE_LIMIT.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Some(line);
+        }
+    }
+}
+
 /// Drains a child's stderr on a thread, keeping the last lines for error messages.
 pub struct StderrTail {
     handle: Option<JoinHandle<String>>,
@@ -105,20 +137,13 @@ impl StderrTail {
         let handle = std::thread::spawn(move || {
             let mut reader = io::BufReader::new(stderr);
             let mut tail: VecDeque<String> = VecDeque::new();
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match io::BufRead::read_until(&mut reader, b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                        tracing::debug!(target: "pgferry::child", "{text}");
-                        if tail.len() == STDERR_TAIL_LINES {
-                            tail.pop_front();
-                        }
-                        tail.push_back(text);
-                    }
+            while let Some(line) = read_capped_line(&mut reader) {
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                tracing::debug!(target: "pgferry::child", "{text}");
+                if tail.len() == STDERR_TAIL_LINES {
+                    tail.pop_front();
                 }
+                tail.push_back(text);
             }
             tail.into_iter().collect::<Vec<_>>().join("\n")
         });
@@ -235,6 +260,16 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn megabytes_without_a_newline_are_kept_to_the_line_limit() {
+        let mut text = vec![b'x'; 5_000_000];
+        text.extend_from_slice(b"\nlast line\n");
+        let mut reader = io::BufReader::new(text.as_slice());
+        assert_eq!(read_capped_line(&mut reader).unwrap().len(), LINE_LIMIT);
+        assert_eq!(read_capped_line(&mut reader).unwrap(), b"last line");
+        assert_eq!(read_capped_line(&mut reader), None);
+    }
 
     #[test]
     fn a_failed_command_reports_status_and_stderr() {

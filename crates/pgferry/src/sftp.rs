@@ -303,9 +303,15 @@ impl Connection {
     /// Opens the temporary file a bundle is streamed into.
     pub fn create_temp(&self, name: &BundleName) -> anyhow::Result<Upload> {
         let temp = self.path(&name.temp_name());
+        // Owner-only: a bundle holds the database's data (the receiver runs as the same account).
         let file = self
             .sftp
-            .create(Path::new(&temp))
+            .open_mode(
+                Path::new(&temp),
+                ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
+                0o600,
+                ssh2::OpenType::File,
+            )
             .with_context(|| format!("create {temp} on {}", self.label))?;
         Ok(Upload {
             file: BufWriter::with_capacity(1 << 20, file),

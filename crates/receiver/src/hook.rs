@@ -1,8 +1,9 @@
 //! Runs the `[postprocess]` command after a bundle is loaded, with the bundle described in
 //! its environment and a time limit.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
 use pgferry::bundle::Manifest;
@@ -25,6 +26,8 @@ pub fn run(post: &Postprocess, bundle: &Path, manifest: &Manifest) -> anyhow::Re
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a timeout stops everything the hook started.
+        .process_group(0)
         .spawn()
         .with_context(|| format!("start postprocess command {program:?}"))?;
     let mut stdout = StderrTail::drain(child.stdout.take().context("no stdout pipe")?);
@@ -36,8 +39,9 @@ pub fn run(post: &Postprocess, bundle: &Path, manifest: &Manifest) -> anyhow::Re
     {
         Some(status) => status,
         None => {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
+            stdout.finish();
+            stderr.finish();
             bail!(
                 "postprocess command {program:?} did not finish within {}; it was killed",
                 post.timeout
@@ -54,4 +58,16 @@ pub fn run(post: &Postprocess, bundle: &Path, manifest: &Manifest) -> anyhow::Re
     }
     tracing::debug!(command = %program, stdout = %out.trim(), "postprocess finished");
     Ok(())
+}
+
+/// Kills the hook and every process it started, then reaps it.
+fn kill_group(child: &mut Child) {
+    let pgid = i32::try_from(child.id())
+        .ok()
+        .map(nix::unistd::Pid::from_raw);
+    if let Some(pgid) = pgid {
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

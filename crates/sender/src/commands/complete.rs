@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 use pgferry::bundle::manifest::TableManifest;
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
@@ -29,18 +28,16 @@ pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
 
 /// The job the command and the daemon run.
 pub fn job(settings: &SenderSettings, config: &Path) -> anyhow::Result<()> {
-    complete(settings, config, Utc::now()).map(|_| ())
+    complete(settings, config).map(|_| ())
 }
 
 /// Makes and publishes one complete bundle; returns its name.
-pub fn complete(
-    settings: &SenderSettings,
-    config: &Path,
-    created: DateTime<Utc>,
-) -> anyhow::Result<BundleName> {
+pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<BundleName> {
     let started = Instant::now();
-    let name = BundleName::new(created, Kind::Complete);
     let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
+    // Named by the database's clock, like the windows: a local clock that jumps cannot
+    // reorder bundles on the receiver.
+    let name = BundleName::new(snapshot.time, Kind::Complete);
     let catalog = snapshot.tables()?;
     let tables = tables::complete_tables(settings, config, &catalog)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);

@@ -35,20 +35,20 @@ pub fn run(config: &Path, minutes: Option<u32>, options: &Options) -> anyhow::Re
 
 /// The job the command and the daemon run.
 pub fn job(settings: &SenderSettings, config: &Path, minutes: Option<u32>) -> anyhow::Result<()> {
-    partial(settings, config, Utc::now(), minutes).map(|_| ())
+    partial(settings, config, minutes).map(|_| ())
 }
 
 /// Makes and publishes one partial bundle; returns its name.
 pub fn partial(
     settings: &SenderSettings,
     config: &Path,
-    created: DateTime<Utc>,
     minutes: Option<u32>,
 ) -> anyhow::Result<BundleName> {
     let started = Instant::now();
-    let name = BundleName::new(created, Kind::Partial);
     let psql = Psql::new(settings.source.connection());
     let mut snapshot = Snapshot::open(&psql)?;
+    // Named by the database's clock, like the window: see `complete`.
+    let name = BundleName::new(snapshot.time, Kind::Partial);
     let catalog = snapshot.tables()?;
     let partial_tables = resolve_partial_tables(settings, config, &catalog, &mut snapshot)?;
     let (window, next_mark) = choose_window(settings, snapshot.time, minutes)?;
