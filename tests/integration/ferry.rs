@@ -6,6 +6,20 @@ use std::path::PathBuf;
 
 use crate::util::*;
 
+/// A small table shaped like the original app's reports, for tests about the jobs rather
+/// than the data.
+pub const REPORTS: &str = r#"
+CREATE TABLE "AndroidRequests_report" (id serial PRIMARY KEY, "timeStamp" timestamptz NOT NULL DEFAULT now(), message text);
+CREATE INDEX ON "AndroidRequests_report" ("timeStamp");
+INSERT INTO "AndroidRequests_report" (message) SELECT 'r' || g FROM generate_series(1, 10) g;
+"#;
+
+pub const REPORTS_TABLES: &str = r#"["public.AndroidRequests_report"]"#;
+
+/// The reports as a partial table (the `sender_extra` of [`Ferry::with`]).
+pub const REPORTS_PARTIAL: &str =
+    "[[partial.tables]]\ntable = \"AndroidRequests_report\"\nchanged_at = \"timeStamp\"\n";
+
 pub struct Ferry {
     pub scratch: Scratch,
     pub source: Db,

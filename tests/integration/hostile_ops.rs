@@ -8,17 +8,6 @@ use std::time::{Duration, Instant};
 use crate::ferry::*;
 use crate::util::*;
 
-const SCHEMA: &str = r#"
-CREATE TABLE "AndroidRequests_report" (id serial PRIMARY KEY, "timeStamp" timestamptz NOT NULL DEFAULT now(), message text);
-CREATE INDEX ON "AndroidRequests_report" ("timeStamp");
-INSERT INTO "AndroidRequests_report" (message) SELECT 'r' || g FROM generate_series(1, 10) g;
-"#;
-
-const TABLES: &str = r#"["public.AndroidRequests_report"]"#;
-
-const PARTIAL: &str =
-    "[[partial.tables]]\ntable = \"AndroidRequests_report\"\nchanged_at = \"timeStamp\"\n";
-
 /// Runs `sender` with its clock `offset` away from the real one (libfaketime).
 fn sender_at(ferry: &Ferry, offset: &str, args: &[&str]) -> Run {
     let mut cmd = Command::new("faketime");
@@ -32,7 +21,7 @@ fn sender_at(ferry: &Ferry, offset: &str, args: &[&str]) -> Run {
 
 #[test]
 fn a_sender_clock_that_jumps_back_neither_skips_rows_nor_reorders_bundles() {
-    let ferry = Ferry::with(SCHEMA, TABLES, PARTIAL, "");
+    let ferry = Ferry::with(REPORTS, REPORTS_TABLES, REPORTS_PARTIAL, "");
     ferry.sender(&["complete"]).expect_code(0);
     ferry.source.sql(
         r#"UPDATE "AndroidRequests_report" SET message = 'after the complete', "timeStamp" = now() WHERE id = 1;
@@ -58,8 +47,8 @@ fn a_sender_clock_that_jumps_back_neither_skips_rows_nor_reorders_bundles() {
 #[test]
 fn a_hook_that_hangs_is_killed_at_its_timeout_with_everything_it_started() {
     let ferry = Ferry::with(
-        SCHEMA,
-        TABLES,
+        REPORTS,
+        REPORTS_TABLES,
         "",
         "[postprocess]\ncommand = [\"sh\", \"-c\", \"sleep 60 & echo $! > {scratch}/grandchild; sleep 60\"]\ntimeout = \"1s\"\n",
     );
@@ -97,8 +86,8 @@ fn a_hook_that_hangs_is_killed_at_its_timeout_with_everything_it_started() {
 #[test]
 fn a_hook_that_prints_megabytes_is_captured_with_a_limit() {
     let ferry = Ferry::with(
-        SCHEMA,
-        TABLES,
+        REPORTS,
+        REPORTS_TABLES,
         "",
         "[postprocess]\ncommand = [\"sh\", \"-c\", \"head -c 20000000 /dev/zero | tr '\\\\0' x; head -c 20000000 /dev/zero | tr '\\\\0' y >&2; exit 4\"]\n",
     );
@@ -155,7 +144,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn no_secret_appears_in_logs_alerts_manifests_state_or_status() {
-    let ferry = Ferry::with(SCHEMA, TABLES, PARTIAL, "");
+    let ferry = Ferry::with(REPORTS, REPORTS_TABLES, REPORTS_PARTIAL, "");
     let db_secret = "db-secret-7f3a9c";
     let smtp_secret = "smtp-secret-51be02";
     let key_text = std::fs::read_to_string(Env::get().var("SSH_KEY")).unwrap();
@@ -229,7 +218,7 @@ fn no_secret_appears_in_logs_alerts_manifests_state_or_status() {
 
 #[test]
 fn what_pgferry_writes_is_not_readable_by_other_users() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     ferry.sender(&["complete"]).expect_code(0);
     let bundle = ferry.scratch.inbox.join(&ferry.pending()[0]);
     ferry.receiver(&["load"]).expect_code(0);

@@ -8,17 +8,6 @@ use std::process::{Child, Command, Stdio};
 use crate::ferry::*;
 use crate::util::*;
 
-const SCHEMA: &str = r#"
-CREATE TABLE "AndroidRequests_report" (id serial PRIMARY KEY, "timeStamp" timestamptz NOT NULL DEFAULT now(), message text);
-CREATE INDEX ON "AndroidRequests_report" ("timeStamp");
-INSERT INTO "AndroidRequests_report" (message) SELECT 'r' || g FROM generate_series(1, 10) g;
-"#;
-
-const TABLES: &str = r#"["public.AndroidRequests_report"]"#;
-
-const PARTIAL: &str =
-    "[[partial.tables]]\ntable = \"AndroidRequests_report\"\nchanged_at = \"timeStamp\"\n";
-
 /// One message the SMTP server stored.
 #[derive(Debug, Clone)]
 struct Mail {
@@ -91,7 +80,7 @@ fn replace_in(config: &Path, from: &str, to: &str, name: &str, ferry: &Ferry) ->
 
 #[test]
 fn a_failing_job_alerts_once_and_its_recovery_once() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     let to = own_mailbox(&ferry);
     let broken = ferry.unreachable_sender_config();
     let first = run_config("sender", &broken, &["complete"]);
@@ -151,7 +140,7 @@ fn a_failing_job_alerts_once_and_its_recovery_once() {
 
 #[test]
 fn with_the_smtp_server_down_the_job_result_is_unchanged_and_the_log_names_the_smtp_error() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     let smtp_port = Env::get().var("SMTP_PORT");
     let dead_port = free_port().to_string();
     let no_smtp = replace_in(
@@ -188,7 +177,7 @@ fn with_the_smtp_server_down_the_job_result_is_unchanged_and_the_log_names_the_s
 
 #[test]
 fn no_alert_keeps_a_manual_run_quiet() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     let to = own_mailbox(&ferry);
     let broken = ferry.unreachable_sender_config();
     let run = run_config("sender", &broken, &["complete", "--no-alert"]);
@@ -258,7 +247,7 @@ fn every_second(config: &Path, keys: &[&str]) {
 
 #[test]
 fn the_sender_daemon_runs_its_jobs_on_schedule_and_exits_0_on_sigterm() {
-    let ferry = Ferry::with(SCHEMA, TABLES, PARTIAL, "");
+    let ferry = Ferry::with(REPORTS, REPORTS_TABLES, REPORTS_PARTIAL, "");
     every_second(&ferry.sender_config, &["partial"]);
     ferry.sender(&["complete"]).expect_code(0);
     let daemon = Daemon::start("sender", &ferry.sender_config, &ferry.scratch);
@@ -282,8 +271,8 @@ fn the_sender_daemon_runs_its_jobs_on_schedule_and_exits_0_on_sigterm() {
 #[test]
 fn a_slow_job_never_overlaps_itself_and_sigterm_lets_it_finish() {
     let ferry = Ferry::with(
-        SCHEMA,
-        TABLES,
+        REPORTS,
+        REPORTS_TABLES,
         "",
         "[postprocess]\ncommand = [\"sh\", \"-c\", \"touch {scratch}/hook-started; sleep 3; touch {scratch}/hook-done\"]\n",
     );
@@ -322,12 +311,12 @@ fn a_slow_job_never_overlaps_itself_and_sigterm_lets_it_finish() {
 
 #[test]
 fn the_staleness_alert_fires_once_when_nothing_was_applied_for_stale_after() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     let to = own_mailbox(&ferry);
     every_second(&ferry.receiver_config, &["load"]);
     // Time is an input: the ledger says the last bundle was applied two hours ago.
     ferry.target.sql(
-        "CREATE SCHEMA pgferry;
+        "CREATE REPORTS pgferry;
          CREATE TABLE pgferry.ledger (bundle text PRIMARY KEY, kind text NOT NULL, sha256 text NOT NULL, snapshot_time timestamptz NOT NULL, window_start timestamptz, window_end timestamptz, status text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp());
          INSERT INTO pgferry.ledger VALUES ('pgferry-20260101T000000.000000Z-complete.tar.gz', 'complete', 'x', now() - interval '2 hours 1 minute', NULL, NULL, 'applied', now() - interval '2 hours');",
     );
@@ -361,7 +350,7 @@ fn the_staleness_alert_fires_once_when_nothing_was_applied_for_stale_after() {
 
 #[test]
 fn status_json_has_the_documented_fields_on_both_sides() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     ferry.ship();
     let sender = ferry.sender(&["status", "--json"]);
     sender.expect_code(0);
@@ -424,7 +413,7 @@ fn exec_start(unit: &str) -> Vec<String> {
 
 #[test]
 fn the_unit_files_start_the_daemons_as_written() {
-    let ferry = Ferry::with(SCHEMA, TABLES, PARTIAL, "");
+    let ferry = Ferry::with(REPORTS, REPORTS_TABLES, REPORTS_PARTIAL, "");
     for (unit, program, installed_config, config) in [
         (
             "pgferry-sender.service",
@@ -479,7 +468,7 @@ fn the_unit_files_start_the_daemons_as_written() {
 
 #[test]
 fn a_failed_connectivity_check_alerts() {
-    let ferry = Ferry::new(SCHEMA, TABLES);
+    let ferry = Ferry::new(REPORTS, REPORTS_TABLES);
     let to = own_mailbox(&ferry);
     let run = run_config(
         "sender",
