@@ -158,9 +158,18 @@ impl QualifiedName {
     }
 }
 
+/// Shown as the config spells it: a part with `.`, `*`, `?` or `"` in double quotes, so
+/// messages are never ambiguous and can be pasted back into the config.
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
+        let part = |p: &str| {
+            if p.contains(['.', '*', '?', '"']) {
+                quote_ident(p)
+            } else {
+                p.to_string()
+            }
+        };
+        write!(f, "{}.{}", part(&self.schema), part(&self.name))
     }
 }
 
@@ -327,6 +336,24 @@ mod tests {
         assert_eq!(p.literal(), Some(t("public", "a.b*")));
         let q: TablePattern = r#""we""ird"."x""#.parse().unwrap();
         assert_eq!(q.literal(), Some(t("we\"ird", "x")));
+    }
+
+    #[test]
+    fn names_display_as_the_config_spells_them_and_parse_back() {
+        for (schema, name, shown) in [
+            (
+                "public",
+                "AndroidRequests_report",
+                "public.AndroidRequests_report",
+            ),
+            ("Sch ema", "We\"ird Tåble", r#"Sch ema."We""ird Tåble""#),
+            ("public", "a.b*", r#"public."a.b*""#),
+        ] {
+            let table = t(schema, name);
+            assert_eq!(table.to_string(), shown);
+            let parsed: TablePattern = shown.parse().unwrap();
+            assert_eq!(parsed.literal(), Some(table));
+        }
     }
 
     #[test]
