@@ -10,13 +10,13 @@ use crate::util::*;
 
 /// One message the SMTP server stored.
 #[derive(Debug, Clone)]
-struct Mail {
-    subject: String,
-    body: String,
+pub struct Mail {
+    pub subject: String,
+    pub body: String,
 }
 
 /// The messages the test SMTP server stored for `to`, oldest first.
-fn mails_to(to: &str) -> Vec<Mail> {
+pub fn mails_to(to: &str) -> Vec<Mail> {
     let maildir = Env::get().var("SMTP_MAILDIR");
     let script = r#"
 import json, mailbox, os, sys
@@ -48,7 +48,7 @@ print(json.dumps(out))
         .collect()
 }
 
-fn host() -> String {
+pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
         .trim()
@@ -56,7 +56,7 @@ fn host() -> String {
 }
 
 /// Sends this ferry's alerts to an address of its own, and returns it.
-fn own_mailbox(ferry: &Ferry) -> String {
+pub fn own_mailbox(ferry: &Ferry) -> String {
     let address = format!("{}@viz.test", unique("admin"));
     for config in [&ferry.sender_config, &ferry.receiver_config] {
         let text = std::fs::read_to_string(config).unwrap();

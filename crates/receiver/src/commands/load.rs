@@ -1,6 +1,8 @@
 //! `receiver load [--once]`: applies every pending bundle, oldest first, each verified
 //! before it is touched and loaded exactly once; then prunes.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use pgferry::checks::free_space;
 use pgferry::exit::Exit;
 use pgferry::job::{Jobs, Options};
 use pgferry::pg::Psql;
-use pgferry::settings::ReceiverSettings;
+use pgferry::settings::{ReceiverSettings, Size};
 
 use crate::{apply, hook, inbox, install, ledger, plan, prune};
 
@@ -148,8 +150,15 @@ fn is_obsolete(psql: &Psql, manifest: &pgferry::bundle::Manifest) -> anyhow::Res
     Ok(last_complete.is_some_and(|complete| window.end < complete.snapshot_time))
 }
 
-/// Refuses to start when the bundle's files would leave less than `inbox.min_free`.
+/// What a file takes on disk at least: filesystems allocate whole blocks, so many small
+/// files need far more room than their bytes.
+const BLOCK: u64 = 4096;
+
+/// Refuses to start when the bundle's files would leave less than `inbox.min_free` on any
+/// filesystem. Sets that share a filesystem are added up: each may fit alone, not together.
 fn check_free_space(settings: &ReceiverSettings, verified: &Verified) -> anyhow::Result<()> {
+    // Per filesystem (device): a directory on it, the sets, the bytes they need.
+    let mut needs: BTreeMap<u64, (&Path, Vec<&str>, u64)> = BTreeMap::new();
     for set in &verified.manifest.file_sets {
         let Some(target) = settings.files.iter().find(|f| f.name == set.name) else {
             continue;
@@ -159,17 +168,26 @@ fn check_free_space(settings: &ReceiverSettings, verified: &Verified) -> anyhow:
             .ancestors()
             .find(|p| p.exists())
             .unwrap_or(Path::new("/"));
-        let free = free_space(existing)
-            .with_context(|| format!("measure free space under {}", existing.display()))?;
-        let reserve = settings.inbox.min_free();
-        if free < set.bytes.saturating_add(reserve) {
+        let device = std::fs::metadata(existing)
+            .with_context(|| format!("stat {}", existing.display()))?
+            .dev();
+        let blocks = set.bytes.div_ceil(BLOCK).saturating_add(set.files);
+        let need = needs.entry(device).or_insert((existing, Vec::new(), 0));
+        need.1.push(&set.name);
+        need.2 = need.2.saturating_add(blocks.saturating_mul(BLOCK));
+    }
+    let reserve = settings.inbox.min_free();
+    for (dir, sets, bytes) in needs.into_values() {
+        let free = free_space(dir)
+            .with_context(|| format!("measure free space under {}", dir.display()))?;
+        if free < bytes.saturating_add(reserve) {
             bail!(
-                "not enough disk space for file set {:?}: it needs {} under {}, {} is free and {} must stay free (inbox.min_free); nothing was loaded",
-                set.name,
-                pgferry::settings::Size(set.bytes),
-                target.dir.display(),
-                pgferry::settings::Size(free),
-                pgferry::settings::Size(reserve)
+                "not enough disk space for file set(s) {}: they need {} under {}, {} is free and {} must stay free (inbox.min_free); nothing was loaded\nhint: make room there or shorten [retention]; the bundle stays pending",
+                sets.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "),
+                Size(bytes),
+                dir.display(),
+                Size(free),
+                Size(reserve)
             );
         }
     }
