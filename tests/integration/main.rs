@@ -11,6 +11,7 @@ mod config;
 mod faults;
 mod ferry;
 mod hostile_config;
+mod hostile_crash;
 mod hostile_disk;
 mod hostile_ops;
 mod operations;

@@ -95,6 +95,13 @@ fn tail_of(text: &str) -> String {
     lines[start..].join("\n")
 }
 
+/// Ends this process with SIGKILL, as a crash would: no destructor, no cleanup. The crash
+/// tests reach it through the binaries' fail points.
+pub fn kill_self() -> ! {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    std::process::abort()
+}
+
 /// The most of one output line kept: a child that prints megabytes without a newline
 /// must not make pgferry hold them.
 const LINE_LIMIT: usize = 4096;

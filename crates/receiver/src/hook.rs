@@ -30,6 +30,7 @@ pub fn run(post: &Postprocess, bundle: &Path, manifest: &Manifest) -> anyhow::Re
         .process_group(0)
         .spawn()
         .with_context(|| format!("start postprocess command {program:?}"))?;
+    fail::fail_point!("receiver-during-hook", |_| pgferry::process::kill_self());
     let mut stdout = StderrTail::drain(child.stdout.take().context("no stdout pipe")?);
     let mut stderr = StderrTail::drain(child.stderr.take().context("no stderr pipe")?);
     let timeout = post.timeout.as_std();

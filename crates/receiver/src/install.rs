@@ -22,6 +22,8 @@ pub fn file(
     reader: &mut dyn Read,
     installed: &mut Installed,
 ) -> anyhow::Result<()> {
+    // The first call comes right after the commit; later ones are mid-install.
+    fail::fail_point!("receiver-install", |_| pgferry::process::kill_self());
     let dest = set.dir.join(relative);
     if !set.overwrite && dest.exists() {
         installed.kept += 1;

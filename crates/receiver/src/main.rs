@@ -50,6 +50,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Test builds only: FAILPOINTS=name=return makes the named step kill the process.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let options = cli.global.init();
     let config = cli.global.config_path("/etc/pgferry/receiver.toml");
     let result = match cli.command {

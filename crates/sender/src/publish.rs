@@ -55,7 +55,10 @@ pub fn publish(
     tracing::info!(bundle = %name, host = %inbox.label, "uploading {} bundle", name.kind);
     let mut writer = BundleWriter::new(upload, manifest.created_at);
     let written = pack(&mut writer, manifest)
-        .and_then(|()| writer.finish(manifest).context("finish the bundle"))
+        .and_then(|()| {
+            fail::fail_point!("sender-after-dump", |_| pgferry::process::kill_self());
+            writer.finish(manifest).context("finish the bundle")
+        })
         .map(|(upload, _)| upload);
     let upload = match written {
         Ok(upload) => upload,
@@ -67,7 +70,9 @@ pub fn publish(
             )));
         }
     };
+    fail::fail_point!("sender-before-rename", |_| pgferry::process::kill_self());
     let published = inbox.publish(upload)?;
+    fail::fail_point!("sender-after-rename", |_| pgferry::process::kill_self());
     if let Some(high_water_mark) = high_water_mark {
         watermark::record(
             &settings.state.dir,

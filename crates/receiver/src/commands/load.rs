@@ -129,6 +129,7 @@ fn load_one(
     if let Some(post) = &settings.postprocess {
         hook::run(post, path, manifest)?;
     }
+    fail::fail_point!("receiver-after-hook", |_| pgferry::process::kill_self());
     inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
     tracing::info!(
         bundle = %name, rows = applied.loaded_rows, files = applied.files.written, kept = applied.files.kept,
