@@ -244,3 +244,84 @@ fn what_pgferry_writes_is_not_readable_by_other_users() {
         );
     }
 }
+
+/// Runs `program` as the unprivileged test user.
+fn run_unprivileged(program: &str, config: &std::path::Path, args: &[&str]) -> Run {
+    let user = Env::get().var("PG_OS_USER");
+    let out = Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(bin(program))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("PGFERRY_LOG")
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+#[test]
+fn nothing_requires_root_a_round_trip_as_an_unprivileged_user() {
+    let ferry = Ferry::with(REPORTS, REPORTS_TABLES, REPORTS_PARTIAL, "");
+    let user = Env::get().var("PG_OS_USER");
+    // A home of its own: the scratch dir belongs to root.
+    let home = tempfile::Builder::new()
+        .prefix("pgferry-unprivileged-")
+        .tempdir()
+        .unwrap();
+    let chown = |path: &std::path::Path| {
+        assert!(Command::new("chown")
+            .args(["-R", user])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success());
+    };
+    let key = home.path().join("id_ed25519");
+    std::fs::copy(Env::get().var("SSH_KEY"), &key).unwrap();
+    let known_hosts = home.path().join("known_hosts");
+    std::fs::copy(Env::get().var("SSH_KNOWN_HOSTS"), &known_hosts).unwrap();
+    let mut configs = Vec::new();
+    for (name, config) in [
+        ("sender.toml", &ferry.sender_config),
+        ("receiver.toml", &ferry.receiver_config),
+    ] {
+        let text = std::fs::read_to_string(config)
+            .unwrap()
+            .replace(Env::get().var("SSH_KEY"), key.to_str().unwrap())
+            .replace(
+                Env::get().var("SSH_KNOWN_HOSTS"),
+                known_hosts.to_str().unwrap(),
+            )
+            .replace(
+                ferry.scratch.dir.path().to_str().unwrap(),
+                home.path().to_str().unwrap(),
+            );
+        let path = home.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        configs.push(path);
+    }
+    chown(home.path());
+    run_unprivileged("sender", &configs[0], &["check"]).expect_code(0);
+    run_unprivileged("sender", &configs[0], &["complete"]).expect_code(0);
+    ferry.source.sql(r#"UPDATE "AndroidRequests_report" SET message = 'changed', "timeStamp" = now() WHERE id = 3"#);
+    run_unprivileged("sender", &configs[0], &["partial"]).expect_code(0);
+    run_unprivileged("receiver", &configs[1], &["load"]).expect_code(0);
+    run_unprivileged("receiver", &configs[1], &["status"]).expect_code(0);
+    ferry.assert_same("\"AndroidRequests_report\"", "id");
+    assert_eq!(ferry.ledger().len(), 2);
+    for file in walk(&home.path().join("sender-state")) {
+        if file.extension().is_some_and(|e| e == "lock") {
+            continue;
+        }
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} has mode {:o}",
+            file.display(),
+            mode & 0o777
+        );
+    }
+}
