@@ -316,7 +316,7 @@ fn the_staleness_alert_fires_once_when_nothing_was_applied_for_stale_after() {
     every_second(&ferry.receiver_config, &["load"]);
     // Time is an input: the ledger says the last bundle was applied two hours ago.
     ferry.target.sql(
-        "CREATE REPORTS pgferry;
+        "CREATE SCHEMA pgferry;
          CREATE TABLE pgferry.ledger (bundle text PRIMARY KEY, kind text NOT NULL, sha256 text NOT NULL, snapshot_time timestamptz NOT NULL, window_start timestamptz, window_end timestamptz, status text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp());
          INSERT INTO pgferry.ledger VALUES ('pgferry-20260101T000000.000000Z-complete.tar.gz', 'complete', 'x', now() - interval '2 hours 1 minute', NULL, NULL, 'applied', now() - interval '2 hours');",
     );
