@@ -91,7 +91,7 @@ impl Jobs {
     }
 
     /// Records the outcome and sends the email it calls for; problems are only logged.
-    pub fn after(&self, job: &str, error: Option<&anyhow::Error>, now: DateTime<Utc>) {
+    fn after(&self, job: &str, error: Option<&anyhow::Error>, now: DateTime<Utc>) {
         if let Err(err) = self.record(job, error, now) {
             tracing::error!(job, error = %format!("{err:#}"), "could not record the job's history or send its alert");
         }
