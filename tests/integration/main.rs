@@ -10,6 +10,7 @@ mod complete;
 mod config;
 mod faults;
 mod ferry;
+mod hostile_bundles;
 mod hostile_config;
 mod hostile_crash;
 mod hostile_disk;

@@ -1,6 +1,10 @@
 //! Applies a verified bundle: its database part in one `psql` transaction that also writes
 //! the ledger row (guarantee 3), then its files (after the commit). The bundle is read in
 //! one pass; each entry's checksum is checked again before the transaction commits.
+//! Nothing from the bundle reaches psql as it is: schema entries run through
+//! [`crate::ddl`], data entries through [`crate::dump_filter`], CSV through
+//! [`crate::csv_to_copy`], so a crafted bundle cannot end the transaction early or run a
+//! psql meta-command.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
@@ -8,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 
 use anyhow::{bail, Context};
-use pgferry::bundle::entry_path::EntryKind;
+use pgferry::bundle::entry_path::{classify, EntryKind};
 use pgferry::bundle::reader::{read_entries, Verified};
 use pgferry::bundle::{Entry, Kind, Manifest};
 use pgferry::pg::Psql;
@@ -17,6 +21,8 @@ use pgferry::settings::names::{quote_ident, quote_literal};
 use pgferry::settings::ReceiverSettings;
 
 use crate::csv_to_copy::CsvToCopy;
+use crate::ddl;
+use crate::dump_filter::DumpFilter;
 use crate::install::{self, Installed};
 use crate::ledger;
 use crate::plan::{Action, TablePlan};
@@ -39,6 +45,7 @@ pub fn apply(
     plans: &[TablePlan],
     db_done: bool,
 ) -> anyhow::Result<Applied> {
+    check_file_sets(settings, &verified.manifest)?;
     let psql = Psql::new(settings.target.connection());
     let mut loader = Loader {
         settings,
@@ -51,6 +58,7 @@ pub fn apply(
         schema: HashMap::new(),
         applied: Applied::default(),
         rows: None,
+        data: None,
     };
     read_entries(path, &verified.manifest, |kind, entry, reader| {
         loader.visit(kind, entry, reader)
@@ -71,6 +79,9 @@ struct Loader<'a> {
     applied: Applied,
     /// The table whose CSV rows are streaming (partial bundles).
     rows: Option<RowsInProgress>,
+    /// The data dump streaming through its filter (complete bundles), and the entry last
+    /// fed to it.
+    data: Option<(String, DumpFilter<'a>)>,
 }
 
 struct RowsInProgress {
@@ -79,7 +90,7 @@ struct RowsInProgress {
     copying: bool,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
     fn visit(
         &mut self,
         kind: &EntryKind,
@@ -90,12 +101,18 @@ impl Loader<'_> {
             EntryKind::Schema => {
                 let mut bytes = Vec::new();
                 reader.read_to_end(&mut bytes)?;
+                ddl::check(&bytes).with_context(|| format!("load {}", entry.path))?;
                 self.schema.insert(entry.path.clone(), bytes);
             }
             EntryKind::Data if !self.db_done => {
-                let transaction = self.transaction()?;
-                transaction
-                    .copy(reader)
+                self.transaction()?;
+                let transaction = self.transaction.as_mut().context("no open transaction")?;
+                let (path, filter) = self
+                    .data
+                    .get_or_insert_with(|| (String::new(), DumpFilter::new(&self.manifest.tables)));
+                path.clone_from(&entry.path);
+                filter
+                    .entry(reader, &mut |bytes| transaction.write(bytes))
                     .with_context(|| format!("load {}", entry.path))?;
             }
             EntryKind::Rows if !self.db_done => self.rows(entry, reader)?,
@@ -114,8 +131,22 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// Ends the data dump: no COPY left open. Then resets what its `SET` lines changed
+    /// in psql's session, so psql reads the SQL that follows as it is written.
+    fn finish_data(&mut self) -> anyhow::Result<()> {
+        let Some((path, filter)) = self.data.take() else {
+            return Ok(());
+        };
+        let transaction = self.transaction.as_mut().context("no open transaction")?;
+        filter
+            .finish(&mut |bytes| transaction.write(bytes))
+            .with_context(|| format!("load {path}"))?;
+        transaction.write(ddl::RESET.as_bytes())
+    }
+
     /// Streams one CSV part into its table's staging table, converted to COPY text.
     fn rows(&mut self, entry: &Entry, reader: &mut dyn Read) -> anyhow::Result<()> {
+        self.finish_data()?;
         let index = rows_index(&entry.path)?;
         if self.rows.as_ref().map(|r| r.index) != Some(index) {
             self.finish_rows()?;
@@ -240,8 +271,7 @@ impl Loader<'_> {
                         "CREATE SCHEMA IF NOT EXISTS {};",
                         quote_ident(&table.table.schema)
                     )?;
-                    sql.extend(self.schema_entry(&table.schema_pre)?);
-                    sql.push(b'\n');
+                    sql.extend(ddl::contained(&self.schema_entry(&table.schema_pre)?));
                 }
             }
         }
@@ -264,7 +294,9 @@ impl Loader<'_> {
                 posts.push(self.schema_entry(&table.schema_post)?);
             }
         }
-        sql.extend(post_data::order(&posts));
+        if !posts.is_empty() {
+            sql.extend(ddl::contained(&post_data::order(&posts)));
+        }
         for table in &self.manifest.tables {
             sql.extend(
                 row_check(&table.table.quoted(), &table.table.to_string(), table.rows).as_bytes(),
@@ -279,6 +311,7 @@ impl Loader<'_> {
         if self.db_done {
             return Ok(());
         }
+        self.finish_data()?;
         self.finish_rows()?;
         let epilogue = self.epilogue()?;
         let transaction = self.transaction()?;
@@ -289,6 +322,21 @@ impl Loader<'_> {
         self.applied.loaded_rows = self.manifest.total_rows();
         Ok(())
     }
+}
+
+/// Refuses, before anything changes, files of a set the receiver has no directory for.
+fn check_file_sets(settings: &ReceiverSettings, manifest: &Manifest) -> anyhow::Result<()> {
+    for entry in &manifest.entries {
+        if let Ok(EntryKind::File { set, .. }) = classify(&entry.path) {
+            if !settings.files.iter().any(|f| f.name == set) {
+                bail!(
+                    "entry {} belongs to file set {set:?} but the receiver config has no [[files]] entry named so; nothing was loaded",
+                    entry.path
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The table index of a rows entry `rows/0003-000001.csv`.
@@ -336,6 +384,7 @@ impl Transaction {
             target,
         };
         transaction.write(b"SET client_min_messages = warning;\nBEGIN;\n")?;
+        transaction.write(ddl::RESET.as_bytes())?;
         Ok(transaction)
     }
 
@@ -345,18 +394,6 @@ impl Transaction {
             None => Err(io::Error::other("psql input is closed")),
         };
         result.map_err(|_| self.failure())
-    }
-
-    fn copy(&mut self, reader: &mut dyn Read) -> anyhow::Result<()> {
-        let result = match self.stdin.as_mut() {
-            Some(stdin) => io::copy(reader, stdin).map(|_| ()),
-            None => Err(io::Error::other("psql input is closed")),
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(self.failure()),
-            Err(err) => Err(err.into()),
-        }
     }
 
     /// psql stopped reading: report why, from its exit status and stderr.

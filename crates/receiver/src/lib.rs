@@ -4,6 +4,9 @@
 pub mod apply;
 pub mod commands;
 pub mod csv_to_copy;
+pub mod ddl;
+pub mod dump_filter;
+pub mod dump_syntax;
 pub mod hook;
 pub mod inbox;
 pub mod install;
