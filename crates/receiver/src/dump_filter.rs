@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use pgferry::bundle::manifest::TableManifest;
 use pgferry::settings::names::{quote_ident, quote_literal, QualifiedName};
 
-use crate::dump_syntax::{identifier, set_line, string_literal};
+use pgferry::pg::dump_syntax::identifier;
+
+use crate::dump_syntax::{set_line, string_literal};
 
 /// The longest line accepted outside COPY data (a COPY header of a very wide table fits).
 const LINE_LIMIT: usize = 1024 * 1024;

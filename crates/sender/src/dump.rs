@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use std::process::Command;
 
 use anyhow::Context;
+use pgferry::pg::dump_syntax::identifier;
 use pgferry::pg::psql::apply_connection;
 use pgferry::process::{self, CommandReader};
 use pgferry::settings::names::QualifiedName;
@@ -143,29 +144,6 @@ pub fn parse_copy_target(line: &str) -> Option<QualifiedName> {
     let rest = rest.strip_prefix('.')?;
     let (name, _) = identifier(rest)?;
     Some(QualifiedName { schema, name })
-}
-
-fn identifier(text: &str) -> Option<(String, &str)> {
-    if let Some(quoted) = text.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = quoted.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if chars.peek().map(|&(_, n)| n) == Some('"') {
-                    chars.next();
-                    name.push('"');
-                } else {
-                    return Some((name, &quoted[i + 1..]));
-                }
-            } else {
-                name.push(c);
-            }
-        }
-        None
-    } else {
-        let end = text.find(['.', ' ', '(']).unwrap_or(text.len());
-        (end > 0).then(|| (text[..end].to_string(), &text[end..]))
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! configured them.
 
 pub mod catalog;
+pub mod dump_syntax;
 pub mod psql;
 pub mod session;
 
