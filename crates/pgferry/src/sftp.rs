@@ -8,6 +8,8 @@ mod probe;
 use std::io::{BufWriter, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -35,6 +37,29 @@ pub struct Connection {
     pub sftp: ssh2::Sftp,
     pub label: String,
     pub dir: String,
+    link: Link,
+}
+
+/// The session's TCP socket, and whether an upload found it broken. Once it is, every
+/// further SSH call would wait out the timeout on a dead link again (cleanup, closing the
+/// file, the session): shutting the socket down makes them fail at once.
+#[derive(Clone)]
+struct Link {
+    socket: Arc<TcpStream>,
+    broken: Arc<AtomicBool>,
+}
+
+impl Link {
+    fn new(tcp: &TcpStream) -> anyhow::Result<Link> {
+        Ok(Link {
+            socket: Arc::new(tcp.try_clone().context("clone the TCP socket")?),
+            broken: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn cut(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 /// What to call the connection in messages: `user@host:port`.
@@ -64,19 +89,25 @@ pub fn open_tcp(remote: &Remote) -> anyhow::Result<TcpStream> {
 pub fn handshake(remote: &Remote, tcp: TcpStream) -> anyhow::Result<Unverified> {
     let label = label(remote);
     let mut session = Session::new().context("create an SSH session")?;
+    let link = Link::new(&tcp)?;
     session.set_tcp_stream(tcp);
     session.set_timeout(u32::try_from(remote.timeout().as_millis()).unwrap_or(u32::MAX));
     prefer_known_key_types(&mut session, remote);
     session
         .handshake()
         .with_context(|| format!("SSH handshake with {label}"))?;
-    Ok(Unverified { session, label })
+    Ok(Unverified {
+        session,
+        label,
+        link,
+    })
 }
 
 /// An SSH session whose host key has not been checked yet.
 pub struct Unverified {
     session: Session,
     label: String,
+    link: Link,
 }
 
 impl Unverified {
@@ -96,6 +127,7 @@ impl Unverified {
         Ok(Verified {
             session: self.session,
             label: self.label,
+            link: self.link,
         })
     }
 }
@@ -104,6 +136,7 @@ impl Unverified {
 pub struct Verified {
     session: Session,
     label: String,
+    link: Link,
 }
 
 impl Verified {
@@ -127,6 +160,7 @@ impl Verified {
         Ok(Authenticated {
             session: self.session,
             label: self.label,
+            link: self.link,
         })
     }
 }
@@ -135,6 +169,7 @@ impl Verified {
 pub struct Authenticated {
     session: Session,
     label: String,
+    link: Link,
 }
 
 impl Authenticated {
@@ -149,6 +184,7 @@ impl Authenticated {
             sftp,
             label: self.label,
             dir: remote.dir.clone(),
+            link: self.link,
         })
     }
 }
@@ -317,15 +353,27 @@ impl Connection {
             file: BufWriter::with_capacity(1 << 20, file),
             temp,
             final_path: self.path(&name.file_name()),
+            label: self.label.clone(),
+            link: self.link.clone(),
         })
     }
 
     /// Makes an uploaded bundle visible: fsync, close, rename into place.
     pub fn publish(&self, upload: Upload) -> anyhow::Result<String> {
+        let published = self.close_and_rename(upload);
+        if published.is_err() {
+            // This connection is given up: do not wait out the timeout again on drop.
+            self.link.cut();
+        }
+        published
+    }
+
+    fn close_and_rename(&self, upload: Upload) -> anyhow::Result<String> {
         let Upload {
             file,
             temp,
             final_path,
+            ..
         } = upload;
         let mut file = file
             .into_inner()
@@ -343,7 +391,13 @@ impl Connection {
     }
 
     /// Best-effort removal of a failed upload's temporary file.
+    /// On a broken link it only cuts the socket: the next run's leftover cleanup deletes
+    /// the file, and waiting out the timeout once more would help nobody.
     pub fn discard(&self, temp: &str) {
+        if self.link.broken.load(Ordering::SeqCst) {
+            self.link.cut();
+            return;
+        }
         let _ = self.sftp.unlink(Path::new(temp));
     }
 }
@@ -353,14 +407,28 @@ pub struct Upload {
     file: BufWriter<ssh2::File>,
     pub temp: String,
     final_path: String,
+    label: String,
+    link: Link,
+}
+
+impl Upload {
+    /// A failed write names the upload (not the dump that feeds it) and marks the link
+    /// broken.
+    fn failed(&self, err: std::io::Error) -> std::io::Error {
+        self.link.broken.store(true, Ordering::SeqCst);
+        std::io::Error::new(
+            err.kind(),
+            format!("upload {} to {}: {err}", self.temp, self.label),
+        )
+    }
 }
 
 impl Write for Upload {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
+        self.file.write(buf).map_err(|err| self.failed(err))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        self.file.flush().map_err(|err| self.failed(err))
     }
 }

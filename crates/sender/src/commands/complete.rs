@@ -94,7 +94,7 @@ fn pack_bundle<W: Write>(
     let mut counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
     writer
         .append_parts("data/", ".sql", &mut counter, PART_SIZE)
-        .context("dump the data")?;
+        .context("stream the data from pg_dump into the bundle")?;
     for table in &mut manifest.tables {
         table.rows = counter.rows.get(&table.table).copied().unwrap_or(0);
     }

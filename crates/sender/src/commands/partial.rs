@@ -244,7 +244,7 @@ fn pack_rows<W: Write>(
                 &mut counter,
                 PART_SIZE,
             )
-            .with_context(|| format!("copy the rows of table {}", table.table))?;
+            .with_context(|| format!("stream the rows of table {} into the bundle", table.table))?;
         record.rows = counter.records();
     }
     Ok(())
