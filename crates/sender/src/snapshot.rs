@@ -27,19 +27,23 @@ struct Opened {
 impl Snapshot {
     pub fn open(psql: &Psql) -> anyhow::Result<Snapshot> {
         let target = psql.connection.describe();
-        let mut session = Session::open(psql)?;
-        session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-        // The first query of the transaction takes the snapshot; clock_timestamp() is read
-        // while it runs.
-        let opened: Opened = session
-            .json("SELECT json_build_object('id', pg_export_snapshot(), 'time', clock_timestamp(), 'version', current_setting('server_version'))")
-            .with_context(|| format!("open a snapshot of {target}"))?;
+        let (session, opened) = Snapshot::begin(psql)
+            .with_context(|| format!("open a snapshot of the source database {target}"))?;
         Ok(Snapshot {
             session,
             id: opened.id,
             time: opened.time,
             server_version: opened.version,
         })
+    }
+
+    fn begin(psql: &Psql) -> anyhow::Result<(Session, Opened)> {
+        let mut session = Session::open(psql)?;
+        session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        // The first query of the transaction takes the snapshot; clock_timestamp() is read
+        // while it runs.
+        let opened: Opened = session.json("SELECT json_build_object('id', pg_export_snapshot(), 'time', clock_timestamp(), 'version', current_setting('server_version'))")?;
+        Ok((session, opened))
     }
 
     /// The tables of the catalog, as the snapshot sees them.
