@@ -210,3 +210,23 @@ fn an_install_that_runs_out_of_room_leaves_no_partial_file_and_no_applied_mark()
     assert_eq!(ferry.ledger().len(), 1, "the data was loaded twice");
     assert_eq!(ferry.inbox_sub("applied").len(), 1);
 }
+
+#[test]
+fn check_warns_when_a_file_dir_has_less_free_space_than_min_free() {
+    let ferry = Ferry::with(
+        SCHEMA,
+        r#"["report"]"#,
+        "",
+        "min_free = \"2MiB\"\n\n[[files]]\nname = \"images\"\ndir = \"{scratch}/receiver-images\"\n",
+    );
+    let disk = Tmpfs::mount(&ferry.scratch.path("receiver-images"), "size=1m");
+    let run = ferry.receiver(&["check"]);
+    run.expect_code(0);
+    assert_eq!(
+        run.line("warn files images free space"),
+        format!(
+            "warn files images free space: only 1.0 MiB free under {} (threshold 2.0 MiB)",
+            disk.dir.display()
+        )
+    );
+}
