@@ -13,6 +13,10 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::settings::values::Schedule;
 
+/// How long a running job may take to finish after SIGTERM before the daemon exits anyway
+/// (the systemd units' TimeoutStopSec leaves room for it).
+pub const GRACE: Duration = Duration::from_secs(300);
+
 /// A job's work, as the one-shot command runs it.
 pub type Work = Arc<dyn Fn() + Send + Sync>;
 
@@ -121,8 +125,9 @@ pub fn termination() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Builds the runtime and runs the daemon until SIGTERM or SIGINT.
-pub fn run_until_terminated(jobs: Vec<Scheduled>, grace: Duration) -> anyhow::Result<()> {
+/// Builds the runtime and runs the daemon until SIGTERM or SIGINT, then waits up to
+/// [`GRACE`] for running jobs.
+pub fn run_until_terminated(jobs: Vec<Scheduled>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,7 +135,7 @@ pub fn run_until_terminated(jobs: Vec<Scheduled>, grace: Duration) -> anyhow::Re
     runtime.block_on(async {
         // Before anything is scheduled, so an early signal is never the default (fatal) one.
         let shutdown = termination()?;
-        run(jobs, shutdown, grace).await
+        run(jobs, shutdown, GRACE).await
     })?;
     // Blocking threads of jobs cut off by the grace period must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use pgferry::daemon;
@@ -13,9 +12,6 @@ use pgferry::settings::ReceiverSettings;
 
 use crate::commands::{load, prune};
 use crate::staleness;
-
-/// How long a running job may take to finish after SIGTERM.
-pub const GRACE: Duration = Duration::from_secs(300);
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = Arc::new(ReceiverSettings::read(config)?);
@@ -40,6 +36,6 @@ pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
         jobs.scheduled("load", &settings.schedule.load, load_job),
         jobs.scheduled("prune", &settings.schedule.prune, prune_job),
     ];
-    daemon::run_until_terminated(scheduled, GRACE)?;
+    daemon::run_until_terminated(scheduled)?;
     Ok(Exit::Done)
 }

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pgferry::daemon;
 use pgferry::exit::Exit;
@@ -11,9 +10,6 @@ use pgferry::job::{Jobs, Options};
 use pgferry::settings::SenderSettings;
 
 use crate::commands::{check_remote, complete, partial};
-
-/// How long a running job may take to finish after SIGTERM.
-pub const GRACE: Duration = Duration::from_secs(300);
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = Arc::new(SenderSettings::read(config)?);
@@ -40,6 +36,6 @@ pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
             check_remote_job,
         ),
     ];
-    daemon::run_until_terminated(scheduled, GRACE)?;
+    daemon::run_until_terminated(scheduled)?;
     Ok(Exit::Done)
 }
