@@ -186,8 +186,14 @@ impl Ferry {
 
 /// The `MANIFEST.json` entry of a bundle file.
 pub fn read_manifest(path: &std::path::Path) -> serde_json::Value {
-    let file = std::fs::File::open(path).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let codec = if path.to_string_lossy().ends_with(".tar.zst") {
+        pgferry::bundle::Codec::Zstd
+    } else {
+        pgferry::bundle::Codec::Gzip
+    };
+    let decoder = pgferry::bundle::codec::Decoder::new(file, codec).unwrap();
+    let mut archive = tar::Archive::new(decoder);
     for entry in archive.entries().unwrap() {
         let entry = entry.unwrap();
         if entry.path().unwrap().to_str() == Some("MANIFEST.json") {

@@ -454,3 +454,24 @@ fn a_link_that_drops_mid_upload_is_reported_as_an_upload_failure_not_a_dump_fail
         run.stderr
     );
 }
+
+/// Each job opens one SSH connection and authenticates once, however many SFTP calls it
+/// makes (inbox, leftovers, upload, rename): a session per call would pay a handshake each.
+#[test]
+fn a_job_uses_one_ssh_session() {
+    let ferry = Ferry::with(REPORTS, REPORTS_TABLES, REPORTS_PARTIAL, "");
+    let sshd = Sshd::start(&ferry.scratch);
+    let config = sshd.sender_config(&ferry, "20s");
+    run_config("sender", &config, &["complete"]).expect_code(0);
+    ferry
+        .source
+        .sql(r#"UPDATE "AndroidRequests_report" SET "timeStamp" = now()"#);
+    run_config("sender", &config, &["partial"]).expect_code(0);
+    assert_eq!(published(&ferry).len(), 2);
+    let log = std::fs::read_to_string(&sshd.log).unwrap();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    // `Sshd::start` connects once to see that it listens, and hangs up before the handshake.
+    let probes = count("kex_exchange_identification: Connection closed by remote host");
+    assert_eq!(count("Connection from") - probes, 2, "{log}");
+    assert_eq!(count("Accepted publickey for"), 2, "{log}");
+}

@@ -7,6 +7,7 @@ mod util;
 
 mod check;
 mod complete;
+mod compression;
 mod config;
 mod faults;
 mod ferry;

@@ -12,6 +12,7 @@ pub mod job;
 pub mod lock;
 pub mod logging;
 pub mod pg;
+pub mod pipe;
 pub mod process;
 pub mod report;
 pub mod settings;

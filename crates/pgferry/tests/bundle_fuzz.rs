@@ -60,12 +60,11 @@ fn in_inbox(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 
 /// A valid bundle of `entries`, through the real writer.
 fn valid(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut writer = BundleWriter::new(&mut out, name().created);
+    let mut writer = BundleWriter::new(Vec::new(), name().created, Default::default()).unwrap();
     for (path, bytes) in entries {
         writer.append_bytes(path, bytes).unwrap();
     }
-    writer.finish(&mut manifest(vec![])).unwrap();
+    let (out, _) = writer.finish(&mut manifest(vec![])).unwrap();
     out
 }
 

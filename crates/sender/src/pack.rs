@@ -71,7 +71,7 @@ fn relative_name(dir: &Path, path: &Path) -> anyhow::Result<String> {
 }
 
 /// Appends `files` of `set` to the bundle and returns the set's manifest record.
-pub fn append<W: Write>(
+pub fn append<W: Write + Send + 'static>(
     writer: &mut BundleWriter<W>,
     set: &SenderFileSet,
     files: &[FoundFile],

@@ -49,13 +49,21 @@ pub fn publish(
     high_water_mark: Option<DateTime<Utc>>,
     pack: impl FnOnce(&mut BundleWriter<Upload>, &mut Manifest) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
+    if name.codec != settings.compression.codec {
+        anyhow::bail!(
+            "bundle {name} is named for {}, but compression is {}",
+            name.codec,
+            settings.compression
+        );
+    }
     let inbox = upload::open_inbox(&settings.remote, name.kind)?;
     let upload = inbox.create_temp(name)?;
     let temp = upload.temp.clone();
-    tracing::info!(bundle = %name, host = %inbox.label, "uploading {} bundle", name.kind);
-    let mut writer = BundleWriter::new(upload, manifest.created_at);
-    let written = pack(&mut writer, manifest)
-        .and_then(|()| {
+    tracing::info!(bundle = %name, host = %inbox.label, compression = %settings.compression, "uploading {} bundle", name.kind);
+    let written = BundleWriter::new(upload, manifest.created_at, settings.compression)
+        .context("start the compressor")
+        .and_then(|mut writer| pack(&mut writer, manifest).map(|()| writer))
+        .and_then(|writer| {
             fail::fail_point!("sender-after-dump", |_| pgferry::process::kill_self());
             writer.finish(manifest).context("finish the bundle")
         })

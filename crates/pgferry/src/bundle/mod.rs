@@ -1,7 +1,8 @@
-//! The bundle format: one `tar.gz` holding SQL or CSV entries, files, and a manifest that
+//! The bundle format: one `tar.gz` (or `tar.zst`, see [`codec`]) holding SQL or CSV entries, files, and a manifest that
 //! lists every entry's size and SHA-256. The manifest is the last entry, because the
 //! sender streams and only knows the checksums at the end.
 
+pub mod codec;
 pub mod entry_path;
 pub mod hashing;
 pub mod manifest;
@@ -9,6 +10,7 @@ pub mod naming;
 pub mod reader;
 pub mod writer;
 
+pub use codec::{Codec, Compression};
 pub use manifest::{Entry, Kind, Manifest};
 pub use naming::BundleName;
 

@@ -5,31 +5,41 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::Kind;
+use super::{Codec, Kind};
 
 const PREFIX: &str = "pgferry-";
-const SUFFIX: &str = ".tar.gz";
 const TEMP_SUFFIX: &str = ".part";
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.6fZ";
 
-/// `pgferry-20261122T094500.123456Z-complete.tar.gz`
+/// `pgferry-20261122T094500.123456Z-complete.tar.gz` (or `.tar.zst`: the codec).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BundleName {
     pub created: DateTime<Utc>,
     pub kind: Kind,
+    pub codec: Codec,
 }
 
 impl BundleName {
+    /// A gzip bundle's name; see [`BundleName::with_codec`].
     pub fn new(created: DateTime<Utc>, kind: Kind) -> BundleName {
-        BundleName { created, kind }
+        BundleName {
+            created,
+            kind,
+            codec: Codec::Gzip,
+        }
+    }
+
+    pub fn with_codec(self, codec: Codec) -> BundleName {
+        BundleName { codec, ..self }
     }
 
     /// The name it is published under.
     pub fn file_name(&self) -> String {
         format!(
-            "{PREFIX}{}-{}{SUFFIX}",
+            "{PREFIX}{}-{}{}",
             self.created.format(TIME_FORMAT),
-            self.kind
+            self.kind,
+            self.codec.suffix()
         )
     }
 
@@ -40,7 +50,10 @@ impl BundleName {
 
     /// Parses a published name; anything else (temporary names included) is `None`.
     pub fn parse(file_name: &str) -> Option<BundleName> {
-        let rest = file_name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+        let rest = file_name.strip_prefix(PREFIX)?;
+        let (rest, codec) = [Codec::Gzip, Codec::Zstd]
+            .into_iter()
+            .find_map(|codec| Some((rest.strip_suffix(codec.suffix())?, codec)))?;
         let (time, kind) = rest.rsplit_once('-')?;
         let kind = match kind {
             "complete" => Kind::Complete,
@@ -50,7 +63,11 @@ impl BundleName {
         let created = NaiveDateTime::parse_from_str(time, TIME_FORMAT)
             .ok()?
             .and_utc();
-        let name = BundleName { created, kind };
+        let name = BundleName {
+            created,
+            kind,
+            codec,
+        };
         (name.file_name() == file_name).then_some(name)
     }
 
@@ -85,7 +102,13 @@ mod tests {
             name.file_name(),
             "pgferry-20261122T094500.123456Z-complete.tar.gz"
         );
-        assert_eq!(BundleName::parse(&name.file_name()), Some(name));
+        assert_eq!(BundleName::parse(&name.file_name()), Some(name.clone()));
+        let zstd = name.with_codec(Codec::Zstd);
+        assert_eq!(
+            zstd.file_name(),
+            "pgferry-20261122T094500.123456Z-complete.tar.zst"
+        );
+        assert_eq!(BundleName::parse(&zstd.file_name()), Some(zstd));
     }
 
     #[test]
@@ -111,6 +134,10 @@ mod tests {
             Kind::Complete
         ));
         assert_eq!(BundleName::parse("pgferry-x-complete.tar.gz"), None);
+        assert_eq!(
+            BundleName::parse("pgferry-20261122T094500.000000Z-complete.tar.bz2"),
+            None
+        );
         assert_eq!(BundleName::parse("notes.txt"), None);
     }
 }

@@ -1,17 +1,20 @@
 //! Reads a bundle back: `verify` checks all of it before anything is touched (guarantee 2),
 //! `read_entries` streams the entries again for the load and re-checks each checksum as
 //! it goes, so the load commits only bytes that were verified.
+//!
+//! Both passes read the file on a thread of their own ([`ReadAhead`]), which also hashes
+//! the file itself, while the calling thread decompresses and hashes the entries.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::path::Path;
 
-use flate2::bufread::GzDecoder;
-
+use super::codec::{Codec, Decoder};
 use super::entry_path::{classify, EntryKind};
 use super::hashing::HashingReader;
 use super::naming::BundleName;
 use super::{Entry, Manifest, FORMAT_VERSION, MANIFEST_PATH};
+use crate::pipe::ReadAhead;
 
 /// The largest manifest accepted, so a crafted bundle cannot exhaust memory.
 const MANIFEST_LIMIT: u64 = 64 * 1024 * 1024;
@@ -33,13 +36,19 @@ pub struct Verified {
     pub size: u64,
 }
 
-type Archive = tar::Archive<GzDecoder<BufReader<HashingReader<File>>>>;
+type Archive = tar::Archive<Decoder<ReadAhead<HashingReader<File>>>>;
 
 fn open(path: &Path) -> io::Result<Archive> {
+    // The name says how the bundle is compressed; a name that is not a bundle's is read
+    // as gzip, and `check_manifest` refuses it later.
+    let codec = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(BundleName::parse)
+        .map_or(Codec::Gzip, |name| name.codec);
     let file = File::open(path)?;
-    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(
-        HashingReader::new(file),
-    ))))
+    let input = ReadAhead::new(HashingReader::new(file));
+    Ok(tar::Archive::new(Decoder::new(input, codec)?))
 }
 
 fn bundle_label(path: &Path) -> String {
@@ -48,7 +57,7 @@ fn bundle_label(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Checks every entry, the manifest, each size and checksum, and the gzip trailer.
+/// Checks every entry, the manifest, each size and checksum, and the codec's own checksum.
 pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
     let bundle = bundle_label(path);
     let fail = |problem: String| VerifyError {
@@ -118,20 +127,22 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
     })
 }
 
-/// Drains the rest of the gzip stream (so its CRC is checked) and refuses trailing bytes.
+/// Drains the rest of the compressed stream (so its checksum is checked) and refuses
+/// trailing bytes.
 fn finish_stream(archive: Archive) -> io::Result<(String, u64)> {
-    let mut gzip = archive.into_inner();
+    let mut decoder = archive.into_inner();
     let mut rest = Vec::new();
-    gzip.read_to_end(&mut rest)?;
+    decoder.read_to_end(&mut rest)?;
     if rest.iter().any(|&b| b != 0) {
         return Err(io::Error::other("data after the end of the archive"));
     }
-    let mut buffered = gzip.into_inner();
-    if !buffered.fill_buf()?.is_empty() {
-        return Err(io::Error::other("bytes after the end of the gzip stream"));
+    let mut input = decoder.into_inner();
+    if !input.fill_buf()?.is_empty() {
+        return Err(io::Error::other(
+            "bytes after the end of the compressed stream",
+        ));
     }
-    let hashing = buffered.into_inner();
-    Ok(hashing.finish())
+    Ok(input.finish()?.finish())
 }
 
 fn check_manifest(manifest: &Manifest, seen: &[Entry], path: &Path) -> Result<(), String> {

@@ -1,23 +1,26 @@
-//! Writes a bundle as a stream: tar entries into a gzip encoder into whatever `Write` the
+//! Writes a bundle as a stream: tar entries into the encoder into whatever `Write` the
 //! caller gives (an SFTP file on the sender). Nothing is staged on disk; the only buffer is
 //! one dump part, of bounded size, because tar must know an entry's size before its data.
+//!
+//! The compressed bytes go to `out` on a thread of their own ([`WriteBehind`]): hashing
+//! the bundle and the upload's encryption and network waits overlap with compression.
 
 use std::io::{self, Read, Write};
 
 use chrono::{DateTime, Utc};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 
+use super::codec::{Compression, Encoder};
 use super::entry_path::classify;
 use super::hashing::{sha256_hex, HashingReader, HashingWriter};
 use super::{Entry, Manifest, MANIFEST_PATH};
+use crate::pipe::WriteBehind;
 
 /// Default size of one dump part: big enough for few entries, small enough to keep the
 /// sender's memory flat.
 pub const PART_SIZE: usize = 16 * 1024 * 1024;
 
-pub struct BundleWriter<W: Write> {
-    tar: tar::Builder<GzEncoder<HashingWriter<W>>>,
+pub struct BundleWriter<W: Write + Send + 'static> {
+    tar: tar::Builder<Encoder<WriteBehind<HashingWriter<W>>>>,
     entries: Vec<Entry>,
     mtime: u64,
     buffer: Vec<u8>,
@@ -30,17 +33,17 @@ pub struct Written {
     pub size: u64,
 }
 
-impl<W: Write> BundleWriter<W> {
-    pub fn new(out: W, created: DateTime<Utc>) -> Self {
-        let gzip = GzEncoder::new(HashingWriter::new(out), Compression::new(3));
-        let mut tar = tar::Builder::new(gzip);
+impl<W: Write + Send + 'static> BundleWriter<W> {
+    pub fn new(out: W, created: DateTime<Utc>, compression: Compression) -> io::Result<Self> {
+        let encoder = Encoder::new(WriteBehind::new(HashingWriter::new(out)), compression)?;
+        let mut tar = tar::Builder::new(encoder);
         tar.mode(tar::HeaderMode::Deterministic);
-        BundleWriter {
+        Ok(BundleWriter {
             tar,
             entries: Vec::new(),
             mtime: u64::try_from(created.timestamp()).unwrap_or(0),
             buffer: Vec::new(),
-        }
+        })
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -124,8 +127,8 @@ impl<W: Write> BundleWriter<W> {
         header.set_mtime(self.mtime);
         self.tar
             .append_data(&mut header, MANIFEST_PATH, json.as_slice())?;
-        let gzip = self.tar.into_inner()?;
-        let hashing = gzip.finish()?;
+        let encoder = self.tar.into_inner()?;
+        let hashing = encoder.finish()?.finish()?;
         let (mut out, sha256, size) = hashing.finish();
         out.flush()?;
         Ok((out, Written { sha256, size }))

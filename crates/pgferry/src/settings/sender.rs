@@ -8,6 +8,7 @@ use super::alerts::AlertSettings;
 use super::connection::{libpq_section, PortValue};
 use super::names::{ColumnRef, TablePattern};
 use super::values::{Duration, Schedule};
+use crate::bundle::Compression;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +18,9 @@ pub struct SenderSettings {
     #[serde(default)]
     pub files: Vec<SenderFileSet>,
     pub remote: Remote,
+    /// `compression = "zstd"`, or `[compression]` with `codec` and `level`; default gzip 1.
+    #[serde(default)]
+    pub compression: Compression,
     pub state: StateSettings,
     pub alerts: AlertSettings,
     pub schedule: SenderSchedule,

@@ -12,6 +12,7 @@ use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
 use pgferry::job::{Jobs, Options};
 use pgferry::pg::Psql;
+use pgferry::pipe::ReadAhead;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
 
@@ -37,7 +38,8 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
     let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
     // Named by the database's clock, like the windows: a local clock that jumps cannot
     // reorder bundles on the receiver.
-    let name = BundleName::new(snapshot.time, Kind::Complete);
+    let name =
+        BundleName::new(snapshot.time, Kind::Complete).with_codec(settings.compression.codec);
     let catalog = snapshot.tables()?;
     let tables = tables::complete_tables(settings, config, &catalog)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
@@ -74,7 +76,7 @@ fn describe(snapshot: &mut Snapshot, table: &QualifiedName) -> anyhow::Result<Ta
 }
 
 /// Streams schema, data and files into the bundle.
-fn pack_bundle<W: Write>(
+fn pack_bundle<W: Write + Send + 'static>(
     settings: &SenderSettings,
     snapshot_id: &str,
     tables: &[QualifiedName],
@@ -91,10 +93,14 @@ fn pack_bundle<W: Write>(
         table.schema_pre = Some(pre);
         table.schema_post = Some(post);
     }
-    let mut counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
+    // pg_dump's output is read and its rows counted on a thread of their own, so pg_dump
+    // keeps going while this thread compresses.
+    let counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
+    let mut data = ReadAhead::new(counter);
     writer
-        .append_parts("data/", ".sql", &mut counter, PART_SIZE)
+        .append_parts("data/", ".sql", &mut data, PART_SIZE)
         .context("stream the data from pg_dump into the bundle")?;
+    let counter = data.finish().context("finish reading pg_dump")?;
     for table in &mut manifest.tables {
         table.rows = counter.rows.get(&table.table).copied().unwrap_or(0);
     }

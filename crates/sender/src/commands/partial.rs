@@ -48,7 +48,7 @@ pub fn partial(
     let psql = Psql::new(settings.source.connection());
     let mut snapshot = Snapshot::open(&psql)?;
     // Named by the database's clock, like the window: see `complete`.
-    let name = BundleName::new(snapshot.time, Kind::Partial);
+    let name = BundleName::new(snapshot.time, Kind::Partial).with_codec(settings.compression.codec);
     let catalog = snapshot.tables()?;
     let partial_tables = resolve_partial_tables(settings, config, &catalog, &mut snapshot)?;
     let (window, next_mark) = choose_window(settings, snapshot.time, minutes)?;
@@ -228,7 +228,7 @@ fn referenced_files(
     Ok(per_set)
 }
 
-fn pack_rows<W: Write>(
+fn pack_rows<W: Write + Send + 'static>(
     psql: &Psql,
     snapshot_id: &str,
     selected: &[Selected],
@@ -250,7 +250,7 @@ fn pack_rows<W: Write>(
     Ok(())
 }
 
-fn pack_files<W: Write>(
+fn pack_files<W: Write + Send + 'static>(
     settings: &SenderSettings,
     window: Window,
     referenced: &[BTreeSet<String>],

@@ -28,11 +28,14 @@ fn manifest(name: &BundleName) -> Manifest {
     }
 }
 
-fn write_bundle(dir: &Path) -> PathBuf {
-    let name = BundleName::new(Utc::now(), Kind::Complete);
+const CODECS: [Codec; 2] = [Codec::Gzip, Codec::Zstd];
+
+fn write_bundle(dir: &Path, codec: Codec) -> PathBuf {
+    let name = BundleName::new(Utc::now(), Kind::Complete).with_codec(codec);
     let path = dir.join(name.file_name());
     let file = File::create(&path).unwrap();
-    let mut writer = BundleWriter::new(file, name.created);
+    let mut writer =
+        BundleWriter::new(file, name.created, crate::bundle::Compression::of(codec)).unwrap();
     writer
         .append_bytes("schema/0000.pre.sql", b"CREATE TABLE t (id int);")
         .unwrap();
@@ -53,78 +56,91 @@ fn write_bundle(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_written_bundle_verifies_and_reads_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_bundle(dir.path());
-    let verified = verify(&path).unwrap();
-    assert_eq!(verified.manifest.entries.len(), 5);
-    assert_eq!(verified.size, std::fs::metadata(&path).unwrap().len());
-    let mut data = Vec::new();
-    read_entries(&path, &verified.manifest, |kind, _, reader| {
-        if *kind == EntryKind::Data {
-            reader.read_to_end(&mut data)?;
-        }
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(data, b"0123456789abcdef");
+    for codec in CODECS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_bundle(dir.path(), codec);
+        let verified = verify(&path).unwrap();
+        assert_eq!(verified.manifest.entries.len(), 5);
+        assert_eq!(verified.size, std::fs::metadata(&path).unwrap().len());
+        let mut data = Vec::new();
+        read_entries(&path, &verified.manifest, |kind, _, reader| {
+            if *kind == EntryKind::Data {
+                reader.read_to_end(&mut data)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(data, b"0123456789abcdef");
+    }
 }
 
 #[test]
 fn a_flipped_byte_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_bundle(dir.path());
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&path, bytes).unwrap();
-    let err = verify(&path).unwrap_err();
-    assert!(
-        err.to_string().starts_with(&format!(
-            "bundle {} failed verification",
-            path.file_name().unwrap().to_string_lossy()
-        )),
-        "{err}"
-    );
+    for codec in CODECS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_bundle(dir.path(), codec);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        let err = verify(&path).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "bundle {} failed verification",
+                path.file_name().unwrap().to_string_lossy()
+            )),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn a_truncated_bundle_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_bundle(dir.path());
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
-    assert!(verify(&path).is_err());
+    for codec in CODECS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_bundle(dir.path(), codec);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+        assert!(verify(&path).is_err());
+    }
 }
 
 #[test]
 fn trailing_bytes_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_bundle(dir.path());
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(b"junk")
-        .unwrap();
-    let err = verify(&path).unwrap_err();
-    assert!(
-        err.problem.contains("after the end of the gzip stream"),
-        "{err}"
-    );
+    for codec in CODECS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_bundle(dir.path(), codec);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"junk")
+            .unwrap();
+        let err = verify(&path).unwrap_err();
+        assert!(
+            err.problem
+                .contains("after the end of the compressed stream"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn a_renamed_bundle_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_bundle(dir.path());
-    let other = dir.path().join(
-        BundleName::new(Utc::now() + chrono::Duration::seconds(5), Kind::Complete).file_name(),
-    );
-    std::fs::rename(&path, &other).unwrap();
-    let err = verify(&other).unwrap_err();
-    assert!(
-        err.problem
-            .starts_with("its name does not match the manifest"),
-        "{err}"
-    );
+    for codec in CODECS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_bundle(dir.path(), codec);
+        let other = dir.path().join(
+            BundleName::new(Utc::now() + chrono::Duration::seconds(5), Kind::Complete)
+                .with_codec(codec)
+                .file_name(),
+        );
+        std::fs::rename(&path, &other).unwrap();
+        let err = verify(&other).unwrap_err();
+        assert!(
+            err.problem
+                .starts_with("its name does not match the manifest"),
+            "{err}"
+        );
+    }
 }
