@@ -226,12 +226,13 @@ fn a_target_session_terminated_mid_load_leaves_the_target_unchanged_and_the_next
         .target
         .sql(&format!("SELECT pg_terminate_backend({backend})"));
     let run = receiver.finish();
-    assert_failed(&run, 1, &format!("error: load bundle {bundle}: load data/"));
+    // Mid-data, or while the last buffered bytes go out: either way psql's own reason.
+    assert_failed(&run, 1, &format!("error: load bundle {bundle}: "));
     assert_failed(
         &run,
         1,
         &format!(
-            ": load into 127.0.0.1:{}/{} failed, nothing was changed (exit status: 2): ",
+            "load into 127.0.0.1:{}/{} failed, nothing was changed (exit status: 2): ",
             ferry.target.port, ferry.target.name
         ),
     );

@@ -415,10 +415,11 @@ impl Transaction {
     fn commit(mut self) -> anyhow::Result<()> {
         self.write(b"COMMIT;\n")?;
         if let Some(stdin) = self.stdin.take() {
-            stdin
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .context("send the load to psql")?;
+            // A psql that died while the last bytes were still buffered reports why
+            // (its status and stderr), not merely the broken pipe.
+            if stdin.into_inner().is_err() {
+                return Err(self.failure());
+            }
         }
         let status = self.child.wait().context("wait for psql")?;
         let tail = self.stderr.finish();

@@ -76,9 +76,14 @@ pub fn insert(manifest: &Manifest, sha256: &str, status: &str) -> String {
 const COLUMNS: &str =
     "bundle, kind, sha256, snapshot_time, window_start, window_end, status, applied_at";
 
+/// Whether the ledger exists yet. A query naming a missing table fails at parse time,
+/// so this is asked first.
+fn exists(psql: &Psql) -> anyhow::Result<bool> {
+    Ok(psql.scalar("SELECT to_regclass('pgferry.ledger') IS NULL")? != "t")
+}
+
 fn query(psql: &Psql, condition: &str) -> anyhow::Result<Vec<Record>> {
-    // A query naming a missing table fails at parse time, so ask first whether it exists.
-    if psql.scalar("SELECT to_regclass('pgferry.ledger') IS NULL")? == "t" {
+    if !exists(psql)? {
         return Ok(Vec::new());
     }
     let sql = format!(
@@ -87,13 +92,26 @@ fn query(psql: &Psql, condition: &str) -> anyhow::Result<Vec<Record>> {
     psql.json(&sql)
 }
 
-/// The ledger row of `bundle`, if it was loaded (or skipped) already.
-pub fn find(psql: &Psql, bundle: &str) -> anyhow::Result<Option<Record>> {
-    Ok(
-        query(psql, &format!("WHERE bundle = {}", quote_literal(bundle)))?
-            .into_iter()
-            .next(),
-    )
+/// What a load needs to know before it starts: the ledger row of `bundle`, and the last
+/// applied complete bundle. Asked in one query, since each one costs a connection.
+#[derive(Debug, Default, Deserialize)]
+pub struct Lookup {
+    pub bundle: Option<Record>,
+    pub last_complete: Option<Record>,
+}
+
+pub fn lookup(psql: &Psql, bundle: &str) -> anyhow::Result<Lookup> {
+    if !exists(psql)? {
+        return Ok(Lookup::default());
+    }
+    let sql = format!(
+        "SELECT json_build_object(\
+           'bundle', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger WHERE bundle = {}) r), \
+           'last_complete', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger \
+              WHERE kind = 'complete' AND status = 'applied' ORDER BY bundle DESC LIMIT 1) r))",
+        quote_literal(bundle)
+    );
+    psql.json(&sql)
 }
 
 /// The last applied bundle of `kind`.

@@ -24,11 +24,17 @@ pub struct TablePlan {
     pub action: Action,
 }
 
+/// What the target has of each of the bundle's tables, in manifest order.
+fn infos(psql: &Psql, manifest: &Manifest) -> anyhow::Result<Vec<Option<catalog::TableInfo>>> {
+    let tables: Vec<QualifiedName> = manifest.tables.iter().map(|t| t.table.clone()).collect();
+    catalog::tables_info(psql, &tables)
+}
+
 /// Checks that every table of a partial bundle exists on the target with the same columns.
 pub fn partial(psql: &Psql, manifest: &Manifest) -> anyhow::Result<()> {
     let mut problems = Vec::new();
-    for table in &manifest.tables {
-        match catalog::table_info(psql, &table.table)? {
+    for (table, info) in manifest.tables.iter().zip(infos(psql, manifest)?) {
+        match info {
             None => problems.push(format!(
                 "table {} does not exist on the target; hint: load a complete bundle first (run `sender complete`)",
                 table.table
@@ -55,8 +61,8 @@ pub fn complete(
 ) -> anyhow::Result<Vec<TablePlan>> {
     let mut plans = Vec::new();
     let mut problems = Vec::new();
-    for table in &manifest.tables {
-        let action = match catalog::table_info(psql, &table.table)? {
+    for (table, info) in manifest.tables.iter().zip(infos(psql, manifest)?) {
+        let action = match info {
             None => Action::Create,
             Some(info) => {
                 let differences = schema_diff::differences(&table.columns, &info.columns);

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::Context;
 use pgferry::pg::dump_syntax::identifier;
@@ -53,6 +55,52 @@ pub fn schema(
         pre: section("pre-data")?,
         post: section("post-data")?,
     })
+}
+
+/// How many schema dumps run at once. Each `pg_dump` spends most of its ~100 ms starting
+/// up and reading the catalog, mostly waiting on the server: one after another, ten of
+/// them cost more than the data of a small database.
+const SCHEMA_DUMPS_AT_ONCE: usize = 4;
+
+/// The schema of each of `tables`, in their order, dumped a few at a time.
+pub fn schemas(
+    connection: &Connection,
+    snapshot: &str,
+    tables: &[QualifiedName],
+) -> anyhow::Result<Vec<TableSchema>> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<anyhow::Result<TableSchema>>>> =
+        tables.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..SCHEMA_DUMPS_AT_ONCE.min(tables.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(table) = tables.get(index) else {
+                    break;
+                };
+                let result = schema(connection, snapshot, table);
+                let failed = result.is_err();
+                if let Ok(mut slot) = results[index].lock() {
+                    *slot = Some(result);
+                }
+                if failed {
+                    // Stop handing out tables: the bundle fails anyway.
+                    next.store(tables.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut schemas = Vec::with_capacity(tables.len());
+    for (table, slot) in tables.iter().zip(results) {
+        let result = slot
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("a schema dump thread panicked"))?;
+        match result {
+            Some(schema) => schemas.push(schema?),
+            None => anyhow::bail!("the schema of table {table} was not dumped"),
+        }
+    }
+    Ok(schemas)
 }
 
 /// The data of `tables` as a plain SQL stream of `COPY ... FROM stdin` blocks.

@@ -18,7 +18,7 @@ pub struct SenderSettings {
     #[serde(default)]
     pub files: Vec<SenderFileSet>,
     pub remote: Remote,
-    /// `compression = "zstd"`, or `[compression]` with `codec` and `level`; default gzip 1.
+    /// `compression = "zstd"`, or `[compression]` with `codec` and `level`; default gzip 2.
     #[serde(default)]
     pub compression: Compression,
     pub state: StateSettings,

@@ -98,7 +98,10 @@ fn load_one(
         }
     }
     let psql = Psql::new(settings.target.connection());
-    let recorded = ledger::find(&psql, &manifest.name)?;
+    let ledger::Lookup {
+        bundle: recorded,
+        last_complete,
+    } = ledger::lookup(&psql, &manifest.name)?;
     if recorded
         .as_ref()
         .is_some_and(|r| r.status == ledger::SKIPPED)
@@ -107,7 +110,7 @@ fn load_one(
         return Ok(Outcome::Obsolete);
     }
     let already = recorded.is_some();
-    if !already && is_obsolete(&psql, manifest)? {
+    if !already && is_obsolete(manifest, last_complete.as_ref()) {
         ledger::record_skipped(&psql, manifest, &verified.sha256)?;
         inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
         tracing::info!(bundle = %name, "skipped: a complete bundle applied since holds its rows");
@@ -143,12 +146,14 @@ fn load_one(
 }
 
 /// A partial whose window ends before the snapshot of the last applied complete.
-fn is_obsolete(psql: &Psql, manifest: &pgferry::bundle::Manifest) -> anyhow::Result<bool> {
+fn is_obsolete(
+    manifest: &pgferry::bundle::Manifest,
+    last_complete: Option<&ledger::Record>,
+) -> bool {
     let Some(window) = manifest.window.filter(|_| manifest.kind == Kind::Partial) else {
-        return Ok(false);
+        return false;
     };
-    let last_complete = ledger::last_applied(psql, "complete")?;
-    Ok(last_complete.is_some_and(|complete| window.end < complete.snapshot_time))
+    last_complete.is_some_and(|complete| window.end < complete.snapshot_time)
 }
 
 /// What a file takes on disk at least: filesystems allocate whole blocks, so many small

@@ -84,8 +84,13 @@ fn pack_bundle<W: Write + Send + 'static>(
     writer: &mut BundleWriter<W>,
 ) -> anyhow::Result<()> {
     let connection = settings.source.connection();
-    for (index, table) in manifest.tables.iter_mut().enumerate() {
-        let schema = dump::schema(&connection, snapshot_id, &table.table)?;
+    // pg_dump's output is read and its rows counted on a thread of their own, so pg_dump
+    // keeps going while this thread compresses. It starts first: its own start-up
+    // overlaps with the schema dumps, whose entries come first in the bundle.
+    let counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
+    let mut data = ReadAhead::new(counter);
+    let schemas = dump::schemas(&connection, snapshot_id, tables)?;
+    for (index, (table, schema)) in manifest.tables.iter_mut().zip(schemas).enumerate() {
         let pre = format!("schema/{index:04}.pre.sql");
         let post = format!("schema/{index:04}.post.sql");
         writer.append_bytes(&pre, &schema.pre)?;
@@ -93,10 +98,6 @@ fn pack_bundle<W: Write + Send + 'static>(
         table.schema_pre = Some(pre);
         table.schema_post = Some(post);
     }
-    // pg_dump's output is read and its rows counted on a thread of their own, so pg_dump
-    // keeps going while this thread compresses.
-    let counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
-    let mut data = ReadAhead::new(counter);
     writer
         .append_parts("data/", ".sql", &mut data, PART_SIZE)
         .context("stream the data from pg_dump into the bundle")?;
