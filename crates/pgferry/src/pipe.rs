@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 /// Bytes per hand-off: big enough that the channel costs nothing next to the work on
 /// the bytes, small enough that `DEPTH` of them are a few MiB.
 pub const CHUNK: usize = 1 << 20;
-/// Chunks in flight between two stages.
-pub const DEPTH: usize = 4;
+/// Chunks in flight between two stages: more than one dump part
+/// ([`crate::bundle::writer::PART_SIZE`]), so `pg_dump` never waits for a compression.
+pub const DEPTH: usize = 6;
 
 /// Reads `inner` on its own thread, up to `DEPTH` chunks ahead of the consumer.
 pub struct ReadAhead<R> {

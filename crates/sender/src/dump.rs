@@ -23,7 +23,7 @@ pub struct TableSchema {
 }
 
 fn pg_dump(connection: &Connection, snapshot: &str) -> Command {
-    let mut cmd = Command::new("pg_dump");
+    let mut cmd = Command::new(pgferry::pg::programs::pg_dump());
     cmd.args([
         "--no-password",
         "--no-owner",

@@ -36,7 +36,40 @@ pub struct Verified {
     pub size: u64,
 }
 
-type Archive = tar::Archive<Decoder<ReadAhead<HashingReader<File>>>>;
+/// Three threads: one reads and hashes the file, one decompresses, and the caller's
+/// parses the tar stream and hashes the entries.
+type Archive = tar::Archive<ReadAhead<Decompressed>>;
+
+/// The decompressed stream. At its end it checks that nothing follows the compressed
+/// stream in the file, and keeps the file's SHA-256 and size.
+struct Decompressed {
+    decoder: Option<Decoder<ReadAhead<HashingReader<File>>>>,
+    file: Option<(String, u64)>,
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(0);
+        };
+        let n = decoder.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let mut input = self
+            .decoder
+            .take()
+            .map(Decoder::into_inner)
+            .ok_or_else(|| io::Error::other("the decoder is gone"))?;
+        if !input.fill_buf()?.is_empty() {
+            return Err(io::Error::other(
+                "bytes after the end of the compressed stream",
+            ));
+        }
+        self.file = Some(input.finish()?.finish());
+        Ok(0)
+    }
+}
 
 fn open(path: &Path) -> io::Result<Archive> {
     // The name says how the bundle is compressed; a name that is not a bundle's is read
@@ -48,7 +81,11 @@ fn open(path: &Path) -> io::Result<Archive> {
         .map_or(Codec::Gzip, |name| name.codec);
     let file = File::open(path)?;
     let input = ReadAhead::new(HashingReader::new(file));
-    Ok(tar::Archive::new(Decoder::new(input, codec)?))
+    let decompressed = Decompressed {
+        decoder: Some(Decoder::new(input, codec)?),
+        file: None,
+    };
+    Ok(tar::Archive::new(ReadAhead::new(decompressed)))
 }
 
 fn bundle_label(path: &Path) -> String {
@@ -130,19 +167,16 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
 /// Drains the rest of the compressed stream (so its checksum is checked) and refuses
 /// trailing bytes.
 fn finish_stream(archive: Archive) -> io::Result<(String, u64)> {
-    let mut decoder = archive.into_inner();
+    let mut decompressed = archive.into_inner();
     let mut rest = Vec::new();
-    decoder.read_to_end(&mut rest)?;
+    decompressed.read_to_end(&mut rest)?;
     if rest.iter().any(|&b| b != 0) {
         return Err(io::Error::other("data after the end of the archive"));
     }
-    let mut input = decoder.into_inner();
-    if !input.fill_buf()?.is_empty() {
-        return Err(io::Error::other(
-            "bytes after the end of the compressed stream",
-        ));
-    }
-    Ok(input.finish()?.finish())
+    decompressed
+        .finish()?
+        .file
+        .ok_or_else(|| io::Error::other("the compressed stream did not end"))
 }
 
 fn check_manifest(manifest: &Manifest, seen: &[Entry], path: &Path) -> Result<(), String> {

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod dump_syntax;
+pub mod programs;
 pub mod psql;
 pub mod session;
 

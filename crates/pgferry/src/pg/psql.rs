@@ -20,7 +20,7 @@ impl Psql {
     pub fn new(connection: Connection) -> Psql {
         Psql {
             connection,
-            program: PathBuf::from("psql"),
+            program: super::programs::psql().to_path_buf(),
         }
     }
 
