@@ -110,6 +110,35 @@ fn parents_first(tables: &BTreeSet<QualifiedName>, fks: &[&ForeignKey]) -> Vec<Q
     order
 }
 
+/// One way a table's rows are picked, as SQL over the alias it is given.
+type Part<'a> = Box<dyn Fn(&str) -> String + 'a>;
+
+/// Rows matching any of `parts`, over `alias`. Written as a plain `OR`, PostgreSQL cannot
+/// use an index for an `IN (subquery)` branch and reads the whole table: the cost of a
+/// partial would follow the table's size instead of the changes. So each part picks its
+/// rows' `ctid`s on its own (each with its index), and a TID scan fetches them. The `OR`
+/// still filters what the TID scan returns: in a partitioned table a `ctid` is unique
+/// only within its partition.
+fn any_of(table: &QualifiedName, alias: &str, depth: usize, parts: &[Part<'_>]) -> String {
+    let u = format!("u{depth}");
+    let branches: Vec<String> = parts
+        .iter()
+        .map(|part| {
+            format!(
+                "SELECT {u}.ctid FROM {} AS {u} WHERE {}",
+                table.quoted(),
+                part(&u)
+            )
+        })
+        .collect();
+    let any: Vec<String> = parts.iter().map(|part| part(alias)).collect();
+    format!(
+        "({alias}.ctid = ANY (ARRAY({})) AND ({}))",
+        branches.join(" UNION "),
+        any.join(" OR ")
+    )
+}
+
 fn columns(alias: &str, names: &[String]) -> String {
     let list: Vec<String> = names
         .iter()
@@ -154,9 +183,12 @@ impl Planner<'_> {
         alias: &str,
         path: &mut Vec<QualifiedName>,
     ) -> Option<String> {
-        let mut parts = Vec::new();
+        // Each part is rendered over an alias; the children's predicates are made once.
+        let mut parts: Vec<Part<'_>> = Vec::new();
         for partial in self.partial.iter().filter(|p| &p.table == table) {
-            parts.push(self.window_predicate(alias, &partial.changed_at));
+            parts.push(Box::new(move |a: &str| {
+                self.window_predicate(a, &partial.changed_at)
+            }));
         }
         let depth = path.len();
         for fk in self
@@ -172,20 +204,23 @@ impl Planner<'_> {
             let child = self.predicate(&fk.child, &child_alias, path);
             path.pop();
             if let Some(child) = child {
-                parts.push(format!(
-                    "{} IN (SELECT {} FROM {} AS {child_alias} WHERE {child})",
-                    columns(alias, &fk.parent_columns),
+                let picked = format!(
+                    "(SELECT {} FROM {} AS {child_alias} WHERE {child})",
                     columns(&child_alias, &fk.child_columns)
                         .trim_start_matches('(')
                         .trim_end_matches(')'),
                     fk.child.quoted()
-                ));
+                );
+                parts.push(Box::new(move |a: &str| {
+                    format!("{} IN {picked}", columns(a, &fk.parent_columns))
+                }));
             }
         }
-        if parts.is_empty() {
-            return None;
+        match parts.len() {
+            0 => None,
+            1 => Some(parts[0](alias)),
+            _ => Some(any_of(table, alias, depth, &parts)),
         }
-        Some(parts.join(" OR "))
     }
 
     /// For a table that references itself: the rows `base` picks over alias `s`, and their
@@ -326,5 +361,39 @@ mod tests {
         assert_eq!(selected.len(), 2);
         let a = selected.iter().find(|s| s.table == t("a")).unwrap();
         assert!(a.predicate.contains("WITH RECURSIVE"), "{}", a.predicate);
+    }
+
+    #[test]
+    fn a_table_picked_two_ways_is_read_by_ctid_not_by_a_full_scan() {
+        let partial = vec![
+            PartialTable {
+                table: t("bus"),
+                changed_at: "timeStamp".into(),
+            },
+            PartialTable {
+                table: t("event"),
+                changed_at: "timeStamp".into(),
+            },
+        ];
+        let fks = vec![fk("event", "bus_id", "bus")];
+        let selected = select(&partial, &fks, window());
+        let bus = &selected[0];
+        assert_eq!(bus.table, t("bus"));
+        assert!(
+            bus.predicate.starts_with("(t0.ctid = ANY (ARRAY(SELECT u1.ctid FROM \"public\".\"bus\" AS u1 WHERE (u1.\"timeStamp\" > "),
+            "{}",
+            bus.predicate
+        );
+        assert!(
+            bus.predicate.contains(" UNION SELECT u1.ctid FROM \"public\".\"bus\" AS u1 WHERE (u1.\"id\") IN (SELECT t1.\"bus_id\" FROM \"public\".\"event\" AS t1 WHERE "),
+            "{}",
+            bus.predicate
+        );
+        // The event rows are picked by their window alone: no rewrite.
+        assert!(
+            !selected[1].predicate.contains("ctid"),
+            "{}",
+            selected[1].predicate
+        );
     }
 }

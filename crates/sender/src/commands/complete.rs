@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use pgferry::exit::Exit;
 use pgferry::job::{Jobs, Options};
 use pgferry::pg::Psql;
 use pgferry::pipe::ReadAhead;
+use pgferry::process::CommandReader;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
 
@@ -43,17 +45,29 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
     let catalog = snapshot.tables()?;
     let tables = tables::complete_tables(settings, config, &catalog)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
-    for table in &tables {
-        manifest.tables.push(describe(&mut snapshot, table)?);
-    }
-    // A complete bundle replaces everything: the next partial starts from its snapshot.
-    let published = publish(
-        settings,
-        &name,
-        &mut manifest,
-        Some(snapshot.time),
-        |writer, manifest| pack_bundle(settings, &snapshot.id, &tables, manifest, writer),
-    )?;
+    let connection = settings.source.connection();
+    let snapshot_id = snapshot.id.clone();
+    let snapshot_time = snapshot.time;
+    let published = std::thread::scope(|scope| {
+        // Each pg_dump spends its first tenths of a second starting up: the schema dumps
+        // and the data dump start now, while the tables are described and the SSH
+        // connection is made. pg_dump's output is read and its rows counted on a thread
+        // of their own, so it keeps going while the bundle's thread compresses.
+        let schemas = scope.spawn(|| dump::schemas(&connection, &snapshot_id, &tables));
+        let counter = dump::RowCounter::new(dump::data(&connection, &snapshot_id, &tables)?);
+        let data = ReadAhead::new(counter);
+        for table in &tables {
+            manifest.tables.push(describe(&mut snapshot, table)?);
+        }
+        // A complete bundle replaces everything: the next partial starts from its snapshot.
+        publish(
+            settings,
+            &name,
+            &mut manifest,
+            Some(snapshot_time),
+            |writer, manifest| pack_bundle(settings, schemas, data, manifest, writer),
+        )
+    })?;
     snapshot.close()?;
     tracing::info!(
         bundle = %name, path = %published, rows = manifest.total_rows(),
@@ -78,18 +92,14 @@ fn describe(snapshot: &mut Snapshot, table: &QualifiedName) -> anyhow::Result<Ta
 /// Streams schema, data and files into the bundle.
 fn pack_bundle<W: Write + Send + 'static>(
     settings: &SenderSettings,
-    snapshot_id: &str,
-    tables: &[QualifiedName],
+    schemas: ScopedJoinHandle<'_, anyhow::Result<Vec<dump::TableSchema>>>,
+    mut data: ReadAhead<dump::RowCounter<CommandReader>>,
     manifest: &mut Manifest,
     writer: &mut BundleWriter<W>,
 ) -> anyhow::Result<()> {
-    let connection = settings.source.connection();
-    // pg_dump's output is read and its rows counted on a thread of their own, so pg_dump
-    // keeps going while this thread compresses. It starts first: its own start-up
-    // overlaps with the schema dumps, whose entries come first in the bundle.
-    let counter = dump::RowCounter::new(dump::data(&connection, snapshot_id, tables)?);
-    let mut data = ReadAhead::new(counter);
-    let schemas = dump::schemas(&connection, snapshot_id, tables)?;
+    let schemas = schemas
+        .join()
+        .map_err(|_| anyhow::anyhow!("the schema dump thread panicked"))??;
     for (index, (table, schema)) in manifest.tables.iter_mut().zip(schemas).enumerate() {
         let pre = format!("schema/{index:04}.pre.sql");
         let post = format!("schema/{index:04}.post.sql");

@@ -1,0 +1,966 @@
+#!/usr/bin/env bash
+# Benchmark pgferry against the pipeline it replaces, on one machine, with real servers
+# (scripts/testenv.sh: two PostgreSQL 15 clusters, an sshd on a loopback port).
+#
+#   scripts/bench.sh [SCALE]     # as root; SCALE (default 1) = ~200 MB of data-only dump
+#                                # plus ~500 images of 20-80 KB per unit
+#
+# It builds the release binaries, starts its own test environment, generates a dataset
+# shaped like the original app (buses, assignments, events, statistics and a wide reports
+# table whose "imageName" names image files), then times on the same data:
+#   - "classic": the original temp-file pipeline: pg_dump to a file, tar -czf with the
+#     images, sftp put, tar -xzf, psql -1 -f into a fresh database, cp -r of the images;
+#   - reference limits: pg_dump alone, pg_dump | gzip -1, psql from a local file, and the
+#     streamed pipe pg_dump | gzip -1 | ssh 'gunzip | psql';
+#   - pgferry: sender complete + receiver load, a partial cycle after 10,000 updated rows,
+#     and (when the sender accepts [compression] codec = "zstd") a zstd complete;
+# verifies that every pgferry run left the secondary equal to the primary (tables and
+# image files), and prints one markdown table plus the target checks.
+#
+# Environment:
+#   BENCH_OUT=FILE      where to write the output too (default ./bench-results-scale$SCALE.txt)
+#   BENCH_BIN_DIR=DIR   use DIR/sender and DIR/receiver instead of building (for testing a
+#                       build made elsewhere)
+#   BENCH_KEEP=1        leave the servers, configs, data and pgferry logs in place
+#
+# Peak RSS comes from GNU time (/usr/bin/time -v): the largest process of the tree it waits
+# for, so a pg_dump or psql child of pgferry counts when it is bigger than pgferry itself.
+# Peak extra disk is sampled with du -sb every 0.05 s under the directories each side
+# writes to (never the clusters' data directories), minus what was there before the run.
+set -Eeuo pipefail
+
+# --- arguments, output file, paths ---------------------------------------------------------
+
+SCALE="${1:-1}"
+if ! [[ $SCALE =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: $0 [SCALE]   (SCALE: a positive integer, default 1)" >&2
+    exit 2
+fi
+if [[ $EUID -ne 0 ]]; then
+    echo "bench: run as root (the test environment starts clusters and an sshd)" >&2
+    exit 2
+fi
+
+# The output file is relative to the directory the script was started from.
+OUT="${BENCH_OUT:-$PWD/bench-results-scale$SCALE.txt}"
+[[ $OUT == /* ]] || OUT="$PWD/$OUT"
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+
+export PGFERRY_TESTENV="/tmp/pgferry-bench-$$"
+WORK=""           # bench's own scratch directory (mktemp below)
+STEP="start"      # named in the failure message
+SAMPLER_PIDS=()   # background du loops still running
+
+: >"$OUT"
+# Everything from here on goes to the terminal and to $OUT.
+exec > >(tee -a "$OUT") 2>&1
+
+# --- failure and cleanup ---------------------------------------------------------------------
+
+on_error() {
+    local rc=$1 line=$2
+    echo "bench: FAILED in step '$STEP' (line $line, exit $rc)" >&2
+}
+trap 'on_error $? $LINENO' ERR
+
+cleanup() {
+    local rc=$?
+    trap - ERR
+    set +e
+    stop_samplers
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "bench: kept $WORK (configs, logs, data); stop the servers with:" \
+            "PGFERRY_TESTENV=$PGFERRY_TESTENV scripts/testenv.sh down" >&2
+    else
+        bash "$REPO/scripts/testenv.sh" down >/dev/null 2>&1
+        [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
+    fi
+    if [[ $rc -ne 0 ]]; then
+        echo "bench: exit $rc (step '$STEP'); output so far is in $OUT" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+# A signal ends the run through the EXIT trap, so the servers still go down.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() {
+    echo "bench: $* (step '$STEP')" >&2
+    exit 1
+}
+
+say() { printf '\n== %s\n' "$*"; }
+
+step() {
+    STEP="$*"
+    say "$STEP"
+}
+
+# --- small helpers ------------------------------------------------------------------------------
+
+# Seconds from the monotonic clock (perl is part of every Debian base system).
+now() {
+    perl -MTime::HiRes=clock_gettime,CLOCK_MONOTONIC -e 'printf "%.6f\n", clock_gettime(CLOCK_MONOTONIC)' 2>/dev/null ||
+        date +%s.%N
+}
+
+# calc EXPR: floating-point arithmetic through awk.
+calc() { awk "BEGIN { printf \"%s\", $1 }"; }
+fmt1() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
+fmt2() { awk -v v="$1" 'BEGIN { printf "%.2f", v }'; }
+mib() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1048576 }'; }
+
+primary() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" "$@"; }
+secondary() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$SECONDARY_PORT" -U "$PG_USER" "$@"; }
+
+# A fresh, empty database on the secondary.
+fresh_db() {
+    secondary -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+}
+drop_db() {
+    secondary -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
+}
+
+# Before every timed run: wait for autovacuum to finish what the runs before started (it
+# analyzes every freshly loaded database, and on 2 cores it would steal from the next run),
+# flush dirty pages and let both clusters checkpoint, so no run pays for the one before.
+settle() {
+    local waited=0
+    while (( waited < 120 )); do
+        local busy
+        busy=$(( $(primary -d postgres -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") \
+               + $(secondary -d postgres -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") ))
+        (( busy == 0 )) && break
+        sleep 1
+        waited=$((waited + 1))
+    done
+    sync
+    primary -d postgres -c CHECKPOINT
+    secondary -d postgres -c CHECKPOINT
+    sync
+}
+
+# --- peak extra disk: a background du loop per side -------------------------------------------
+
+du_bytes() { du -sbc "$@" 2>/dev/null | awk 'END { print $1 + 0 }'; }
+
+# sampler OUTFILE DIR...: writes the largest total size seen under DIRs to OUTFILE until
+# killed. It runs in a subshell: no errexit there (files vanish while du walks them).
+sampler() {
+    trap - ERR
+    set +e
+    local out=$1 max=0 cur
+    shift
+    while :; do
+        cur=$(du_bytes "$@")
+        if ((cur > max)); then
+            max=$cur
+            echo "$max" >"$out"
+        fi
+        sleep 0.05
+    done
+}
+
+# start_disk NAME DIR...: remembers the current size as baseline and starts sampling.
+start_disk() {
+    local name=$1
+    shift
+    du_bytes "$@" >"$WORK/disk.$name.base"
+    cp "$WORK/disk.$name.base" "$WORK/disk.$name.max"
+    sampler "$WORK/disk.$name.max" "$@" &
+    SAMPLER_PIDS+=("$!")
+    DISK_DIRS_[$name]="$*"
+}
+
+stop_samplers() {
+    local pid
+    for pid in "${SAMPLER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SAMPLER_PIDS=()
+}
+
+# disk_peak NAME: bytes above the baseline at the busiest moment (one last sample included).
+disk_peak() {
+    local name=$1 max base last
+    # shellcheck disable=SC2086
+    last=$(du_bytes ${DISK_DIRS_[$name]})
+    max=$(cat "$WORK/disk.$name.max")
+    base=$(cat "$WORK/disk.$name.base")
+    ((last > max)) && max=$last
+    ((max > base)) && echo $((max - base)) || echo 0
+}
+declare -A DISK_DIRS_=()
+
+# --- results ------------------------------------------------------------------------------------
+
+# One row per run, tab-separated: name, seconds, MB/s, ratio to classic, sender and receiver
+# peak RSS (MiB), sender and receiver peak extra disk (MiB).
+ROWS=()
+declare -A SECS=() RSS_S=() RSS_R=() DISK_S=() DISK_R=()
+
+# record KEY LABEL SECONDS SENDER_RSS RECEIVER_RSS SENDER_DISK RECEIVER_DISK [MBPS]
+# (RSS in KiB, disk in bytes, "-" where it does not apply).
+record() {
+    local key=$1 label=$2 secs=$3 srss=$4 rrss=$5 sdisk=$6 rdisk=$7 mbps=${8:-}
+    SECS[$key]=$secs
+    RSS_S[$key]=$srss
+    RSS_R[$key]=$rrss
+    DISK_S[$key]=$sdisk
+    DISK_R[$key]=$rdisk
+    [[ -n $mbps ]] || mbps=$(calc "$DUMP_BYTES / 1000000 / $secs")
+    local ratio="-"
+    [[ -n ${SECS[classic]:-} ]] && ratio="$(fmt2 "$(calc "$secs / ${SECS[classic]}")")"
+    local cols=("$label" "$(fmt2 "$secs")" "$([[ $mbps == - ]] && echo - || fmt1 "$mbps")" "$ratio")
+    local v
+    for v in "$srss" "$rrss"; do
+        [[ $v == - ]] && cols+=("-") || cols+=("$(awk -v k="$v" 'BEGIN { printf "%.1f", k / 1024 }')")
+    done
+    for v in "$sdisk" "$rdisk"; do
+        [[ $v == - ]] && cols+=("-") || cols+=("$(mib "$v")")
+    done
+    ROWS+=("$(IFS=$'\t'; echo "${cols[*]}")")
+    printf '   %s: %s s\n' "$label" "$(fmt2 "$secs")"
+}
+
+record_na() {
+    ROWS+=("$1"$'\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a')
+}
+
+# --- machine, build, environment -----------------------------------------------------------------
+
+print_machine() {
+    local cpu ram
+    cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    ram=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+    echo "pgferry benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "SCALE:   $SCALE  (~200 MB data-only dump and ~500 images of 20-80 KB per unit)"
+    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $ram RAM, kernel $(uname -r)"
+    echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min averages before the run)"
+    echo "clients: $(pg_dump --version | head -n1), $(ssh -V 2>&1 | head -n1), $(gzip --version | head -n1)"
+}
+
+ensure_gnu_time() {
+    [[ -x /usr/bin/time ]] && return 0
+    echo "installing GNU time (/usr/bin/time is missing)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time >/dev/null
+}
+
+build() {
+    if [[ -n ${BENCH_BIN_DIR:-} ]]; then
+        SENDER="$BENCH_BIN_DIR/sender"
+        RECEIVER="$BENCH_BIN_DIR/receiver"
+        echo "using binaries from BENCH_BIN_DIR=$BENCH_BIN_DIR (no build)"
+    else
+        cargo build --release --locked --quiet -p sender -p receiver ||
+            die "cargo build --release failed"
+        SENDER="$REPO/target/release/sender"
+        RECEIVER="$REPO/target/release/receiver"
+    fi
+    [[ -x $SENDER && -x $RECEIVER ]] || die "no sender/receiver binaries at $SENDER, $RECEIVER"
+}
+
+start_env() {
+    bash scripts/testenv.sh up
+    # shellcheck disable=SC1091
+    source "$PGFERRY_TESTENV/env"
+    WORK=$(mktemp -d /tmp/pgferry-bench-work.XXXXXX)
+    chmod 755 "$WORK"
+    # Inboxes live under the SSH account's root: it (not root) writes into them.
+    CLASSIC_INBOX="$SSH_ROOT/classic-inbox"
+    PGFERRY_INBOX="$SSH_ROOT/pgferry-inbox"
+    install -d -o "$SSH_USER" -m 775 "$CLASSIC_INBOX" "$PGFERRY_INBOX"
+    IMAGES="$WORK/images"
+    CLASSIC_TMP="$WORK/classic-sender-tmp"     # the original sender's temp dir
+    CLASSIC_EXTRACT="$WORK/classic-extract"    # where the original receiver unpacked
+    CLASSIC_IMAGES="$WORK/classic-target-images"
+    SENDER_STATE="$WORK/sender-state"
+    SENDER_TMP="$WORK/sender-tmp"              # $TMPDIR of every sender run
+    RECEIVER_STATE="$WORK/receiver-state"
+    RECEIVER_TMP="$WORK/receiver-tmp"          # $TMPDIR of every receiver run
+    TARGET_IMAGES="$WORK/pgferry-target-images"
+    mkdir -p "$IMAGES" "$CLASSIC_TMP" "$CLASSIC_EXTRACT" "$CLASSIC_IMAGES" "$SENDER_STATE" \
+        "$SENDER_TMP" "$RECEIVER_STATE" "$RECEIVER_TMP" "$TARGET_IMAGES"
+}
+
+# --- the dataset ---------------------------------------------------------------------------------
+
+DB=transapp
+TABLES=(AndroidRequests_bus AndroidRequests_busassignment AndroidRequests_event
+    AndroidRequests_statistic AndroidRequests_report)
+CHANGED_AT=timeStamp
+
+# pg_dump's -t options for the dataset tables (quoted: the names are mixed case).
+dump_table_args() {
+    local t
+    for t in "${TABLES[@]}"; do
+        printf -- '-t\npublic."%s"\n' "$t"
+    done
+}
+
+generate_data() {
+    local s=$SCALE
+    primary -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+    # Row counts per unit of SCALE were chosen so that the data-only plain dump is ~200 MB:
+    # reports (wide, ~1 KB a row) and events (narrow, many rows) ~95 MB each, the rest small.
+    # Every "timeStamp" is at least a day old, so the partial cycle sends only what the
+    # benchmark changes (plus the parents those rows reference).
+    primary -d "$DB" \
+        -v nbus=$((2000 * s)) -v nassign=$((200000 * s)) -v nevent=$((1300000 * s)) \
+        -v nstat=$((50000 * s)) -v nreport=$((100000 * s)) <<'SQL'
+SET synchronous_commit = off;
+CREATE TABLE "AndroidRequests_bus" (
+    id serial PRIMARY KEY,
+    plate varchar(12) NOT NULL UNIQUE,
+    service varchar(8) NOT NULL,
+    "timeStamp" timestamptz NOT NULL
+);
+CREATE TABLE "AndroidRequests_busassignment" (
+    id serial PRIMARY KEY,
+    bus_id integer NOT NULL REFERENCES "AndroidRequests_bus"(id) DEFERRABLE INITIALLY DEFERRED,
+    route varchar(8) NOT NULL,
+    "timeStamp" timestamptz NOT NULL
+);
+CREATE TABLE "AndroidRequests_event" (
+    id bigserial PRIMARY KEY,
+    assignment_id integer NOT NULL REFERENCES "AndroidRequests_busassignment"(id) DEFERRABLE INITIALLY DEFERRED,
+    kind varchar(16) NOT NULL,
+    latitude numeric(9,6),
+    longitude numeric(9,6),
+    "timeStamp" timestamptz NOT NULL
+);
+CREATE TABLE "AndroidRequests_statistic" (
+    id serial PRIMARY KEY,
+    route varchar(8) NOT NULL,
+    day date NOT NULL,
+    trips integer NOT NULL,
+    average_speed numeric(6,2),
+    "timeStamp" timestamptz NOT NULL
+);
+-- The wide one: many columns of every common type, and the image file name.
+CREATE TABLE "AndroidRequests_report" (
+    id serial PRIMARY KEY,
+    assignment_id integer REFERENCES "AndroidRequests_busassignment"(id) DEFERRABLE INITIALLY DEFERRED,
+    bus_id integer REFERENCES "AndroidRequests_bus"(id) DEFERRABLE INITIALLY DEFERRED,
+    "reporterName" varchar(120),
+    email varchar(200),
+    phone varchar(30),
+    category varchar(40) NOT NULL,
+    status varchar(20) NOT NULL,
+    severity smallint NOT NULL,
+    message text,
+    description text,
+    "stopCode" varchar(12),
+    latitude numeric(10,7),
+    longitude numeric(10,7),
+    speed numeric(6,2),
+    heading integer,
+    accuracy double precision,
+    "reportedAt" timestamptz NOT NULL,
+    "resolvedAt" timestamp,
+    "reportedDay" date NOT NULL,
+    "appVersion" varchar(20),
+    "deviceModel" varchar(60),
+    "osVersion" varchar(20),
+    "isPublic" boolean NOT NULL,
+    extra json,
+    "imageName" varchar(255),
+    "timeStamp" timestamptz NOT NULL
+);
+
+INSERT INTO "AndroidRequests_bus" (plate, service, "timeStamp")
+    SELECT 'BJ' || lpad(g::text, 8, '0'), (ARRAY['506', '210', 'D09', '405', 'B27'])[1 + g % 5],
+           now() - interval '30 days' - g * interval '1 minute'
+    FROM generate_series(1, :nbus) g;
+INSERT INTO "AndroidRequests_busassignment" (bus_id, route, "timeStamp")
+    SELECT 1 + g % :nbus, (ARRAY['506I', '210R', 'D09I', '405R', 'B27I'])[1 + g % 5],
+           now() - interval '1 day' - g * interval '7 seconds'
+    FROM generate_series(1, :nassign) g;
+INSERT INTO "AndroidRequests_event" (assignment_id, kind, latitude, longitude, "timeStamp")
+    SELECT 1 + (g::bigint * 7919) % :nassign, (ARRAY['crowded', 'late', 'dirty', 'ok', 'broken', 'detour'])[1 + g % 6],
+           round((-33.45 - random() / 10)::numeric, 6), round((-70.66 + random() / 10)::numeric, 6),
+           now() - interval '1 day' - g * interval '1 second'
+    FROM generate_series(1, :nevent) g;
+INSERT INTO "AndroidRequests_statistic" (route, day, trips, average_speed, "timeStamp")
+    SELECT (ARRAY['506I', '210R', 'D09I', '405R', 'B27I'])[1 + g % 5], current_date - 1 - g / 5,
+           100 + g % 37, 18.5 + (g % 100) / 10.0, now() - interval '1 day' - g * interval '1 minute'
+    FROM generate_series(1, :nstat) g;
+-- Text that compresses like real text, not like zeros: words, codes and hashes mixed.
+INSERT INTO "AndroidRequests_report" (
+    assignment_id, bus_id, "reporterName", email, phone, category, status, severity, message,
+    description, "stopCode", latitude, longitude, speed, heading, accuracy, "reportedAt",
+    "resolvedAt", "reportedDay", "appVersion", "deviceModel", "osVersion", "isPublic", extra,
+    "imageName", "timeStamp")
+SELECT 1 + (g::bigint * 104729) % :nassign,
+       1 + g % :nbus,
+       (ARRAY['Ana', 'Benjamín', 'Camila', 'Diego', 'Elena', 'Felipe', 'Gabriela'])[1 + g % 7] || ' '
+           || (ARRAY['González', 'Muñoz', 'Rojas', 'Díaz', 'Pérez', 'Soto', 'Contreras', 'Silva'])[1 + g % 8],
+       'user' || g || '@' || (ARRAY['gmail.com', 'hotmail.com', 'uc.cl', 'yahoo.es'])[1 + g % 4],
+       '+56 9 ' || lpad(((g::bigint * 7907) % 100000000)::text, 8, '0'),
+       (ARRAY['crowded', 'late', 'dirty', 'driver', 'broken', 'route', 'other'])[1 + g % 7],
+       (ARRAY['open', 'seen', 'closed', 'spam'])[1 + g % 4],
+       1 + g % 5,
+       'The bus ' || (ARRAY['was very late', 'skipped my stop', 'was full', 'had a broken door', 'took another route'])[1 + g % 5]
+           || ' at ' || to_char(now() - g * interval '13 minutes', 'HH24:MI') || ', ref ' || md5(g::text),
+       concat_ws(' ', 'Passenger report', g, 'on route', (ARRAY['506I', '210R', 'D09I', '405R', 'B27I'])[1 + g % 5],
+           md5('a' || g), 'waited', g % 45, 'minutes near stop PA', g % 900, md5('b' || g),
+           'the driver said nothing and the screen showed', md5('c' || g), md5('d' || g),
+           'additional notes from the reporter follow:', md5('e' || g), md5('f' || g), md5('g' || g),
+           'end of report', md5('h' || g), md5('i' || g), md5('j' || g)),
+       'PA' || (g % 900),
+       round((-33.45 - random() / 10)::numeric, 7), round((-70.66 + random() / 10)::numeric, 7),
+       round((random() * 60)::numeric, 2), (g * 37) % 360, random() * 50,
+       now() - interval '1 day' - g * interval '5 seconds',
+       CASE WHEN g % 3 = 0 THEN (now() - g * interval '4 seconds')::timestamp END,
+       current_date - 1 - g / 2000,
+       '3.' || (g % 12) || '.' || (g % 7),
+       (ARRAY['Samsung SM-A515F', 'Motorola moto g(8)', 'Xiaomi Redmi Note 8', 'Huawei P30 lite'])[1 + g % 4],
+       'Android ' || (8 + g % 5),
+       g % 5 <> 0,
+       json_build_object('battery', g % 100, 'network', (ARRAY['wifi', '4g', '3g'])[1 + g % 3],
+           'session', md5('k' || g), 'gps', json_build_object('fix', g % 2 = 0, 'sats', g % 12)),
+       CASE WHEN g % 200 = 0 THEN 'report_' || g || '.jpeg' END,
+       now() - interval '1 day' - g * interval '3 seconds'
+FROM generate_series(1, :nreport) g;
+
+-- What the sender's partial needs: an index on every changed_at column.
+CREATE INDEX "AndroidRequests_bus_timeStamp" ON "AndroidRequests_bus" ("timeStamp");
+CREATE INDEX "AndroidRequests_busassignment_timeStamp" ON "AndroidRequests_busassignment" ("timeStamp");
+CREATE INDEX "AndroidRequests_event_timeStamp" ON "AndroidRequests_event" ("timeStamp");
+CREATE INDEX "AndroidRequests_statistic_timeStamp" ON "AndroidRequests_statistic" ("timeStamp");
+CREATE INDEX "AndroidRequests_report_timeStamp" ON "AndroidRequests_report" ("timeStamp");
+-- Foreign-key columns get an index too, as Django makes them.
+CREATE INDEX ON "AndroidRequests_busassignment" (bus_id);
+CREATE INDEX ON "AndroidRequests_event" (assignment_id);
+CREATE INDEX ON "AndroidRequests_report" (assignment_id);
+CREATE INDEX ON "AndroidRequests_report" (bus_id);
+SQL
+    # Set hint bits and statistics now, so the first timed pg_dump does not pay for them.
+    primary -d "$DB" -c "VACUUM (FREEZE, ANALYZE)"
+
+    # The images named by "imageName" (every 200th report), random bytes: incompressible.
+    local g size bytes=0 n=0
+    RANDOM=42
+    for ((g = 200; g <= 100000 * s; g += 200)); do
+        size=$((20480 + (RANDOM * 32768 + RANDOM) % 61441))   # 20-80 KiB
+        head -c "$size" /dev/urandom >"$IMAGES/report_$g.jpeg"
+        bytes=$((bytes + size))
+        n=$((n + 1))
+    done
+    IMAGE_COUNT=$n
+    IMAGE_BYTES=$bytes
+    # Old files, as on the real server: a partial then sends only the images that changed
+    # rows name, not every file written while the benchmark set itself up.
+    touch -d '2 days ago' "$IMAGES"/*.jpeg
+
+    local t rows bytes
+    mapfile -t DUMP_ARGS < <(dump_table_args)
+    echo "tables: rows, data-only dump MB"
+    for t in "${TABLES[@]}"; do
+        rows=$(primary -d "$DB" -A -t -c "SELECT count(*) FROM \"$t\"")
+        bytes=$(pg_dump -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" -d "$DB" --format=plain --data-only -t "public.\"$t\"" | wc -c)
+        printf '   %-32s %10s rows %8s MB\n' "$t" "$rows" "$(fmt1 "$(calc "$bytes / 1000000")")"
+    done
+    DUMP_BYTES=$(pg_dump -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" -d "$DB" --format=plain --data-only "${DUMP_ARGS[@]}" | wc -c)
+    echo "data-only plain dump: $DUMP_BYTES bytes ($(fmt1 "$(calc "$DUMP_BYTES / 1000000")") MB)"
+    echo "images: $IMAGE_COUNT files, $IMAGE_BYTES bytes ($(fmt1 "$(calc "$IMAGE_BYTES / 1000000")") MB)"
+    echo "MB/s below = data-only dump MB (10^6 bytes) / wall seconds; RSS and disk in MiB"
+}
+
+# --- verification --------------------------------------------------------------------------------
+
+# table_digest PSQLFN DB TABLE: row count and an md5 over every row in key order. Rows are
+# hashed in groups of 65536 ids, so no single string grows past PostgreSQL's 1 GB limit.
+table_digest() {
+    local fn=$1 db=$2 t=$3
+    "$fn" -d "$db" -A -t -c "SELECT coalesce(sum(n), 0) || ' ' || coalesce(md5(string_agg(h, '' ORDER BY b)), '-')
+        FROM (SELECT id / 65536 AS b, count(*) AS n, md5(string_agg(t::text, E'\n' ORDER BY id)) AS h
+              FROM \"$t\" t GROUP BY 1) x"
+}
+
+# files_digest DIR: file count and one sha256 over the sorted list of (name, sha256).
+files_digest() {
+    local dir=$1
+    (
+        cd "$dir"
+        local n
+        n=$(find . -type f | wc -l)
+        echo "$n $(find . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-64)"
+    )
+}
+
+# verify_equal LABEL TARGET_DB IMAGES_DIR|-: fails the benchmark when any table or the image
+# files differ between the primary and the secondary.
+verify_equal() {
+    local label=$1 target=$2 images=$3 t a b bad=0
+    for t in "${TABLES[@]}"; do
+        a=$(table_digest primary "$DB" "$t")
+        b=$(table_digest secondary "$target" "$t" 2>&1) || b="missing ($b)"
+        if [[ $a != "$b" ]]; then
+            echo "   DIFFERENT $t: primary $a, secondary $b" >&2
+            bad=1
+        fi
+    done
+    local files="no files sent"
+    if [[ $images != - ]]; then
+        a=$(files_digest "$IMAGES")
+        b=$(files_digest "$images")
+        if [[ $a != "$b" ]]; then
+            echo "   DIFFERENT images: primary $a, secondary $b" >&2
+            bad=1
+        fi
+        files="${a%% *} image files equal"
+    fi
+    ((bad == 0)) || die "verification failed: $label left the secondary different from the primary"
+    echo "   verified $label: ${#TABLES[@]} tables equal, $files"
+}
+
+# --- classic: the original temp-file pipeline --------------------------------------------------
+
+# lap LABEL: prints the time since the previous lap (the classic pipeline's steps).
+lap() {
+    local t
+    t=$(now)
+    LAPS+=("$1 $(fmt2 "$(calc "$t - $LAP_T")") s")
+    LAP_T=$t
+}
+
+classic_send() {
+    pg_dump -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" -d "$DB" --format=plain "${DUMP_ARGS[@]}" \
+        -f "$CLASSIC_TMP/dump.sql"
+    lap "pg_dump > file"
+    tar -czf "$CLASSIC_TMP/bundle.tar.gz" -C "$CLASSIC_TMP" dump.sql -C "$WORK" images
+    lap "tar -czf"
+    CLASSIC_BUNDLE_BYTES=$(stat -c %s "$CLASSIC_TMP/bundle.tar.gz")
+    printf 'put %s %s/bundle.tar.gz\n' "$CLASSIC_TMP/bundle.tar.gz" "$CLASSIC_INBOX" |
+        sftp -q -b - -i "$SSH_KEY" -P "$SSH_PORT" -o UserKnownHostsFile="$SSH_KNOWN_HOSTS" \
+            -o StrictHostKeyChecking=yes -o BatchMode=yes "$SSH_USER@$SSH_HOST" >/dev/null
+    rm -f "$CLASSIC_TMP/dump.sql" "$CLASSIC_TMP/bundle.tar.gz"
+    lap "sftp put"
+}
+
+classic_receive() {
+    tar -xzf "$CLASSIC_INBOX/bundle.tar.gz" -C "$CLASSIC_EXTRACT"
+    lap "tar -xzf"
+    secondary -d bench_classic -1 -f "$CLASSIC_EXTRACT/dump.sql" >/dev/null
+    lap "psql -1 -f"
+    cp -r "$CLASSIC_EXTRACT/images/." "$CLASSIC_IMAGES/"
+    lap "cp -r images"
+}
+
+run_classic() {
+    step "classic: pg_dump > file, tar -czf, sftp put, tar -xzf, psql -1 -f, cp -r"
+    fresh_db bench_classic
+    settle
+    start_disk classic_s "$CLASSIC_TMP"
+    start_disk classic_r "$CLASSIC_INBOX" "$CLASSIC_EXTRACT"
+    local t0 t1
+    LAPS=()
+    t0=$(now)
+    LAP_T=$t0
+    classic_send
+    classic_receive
+    t1=$(now)
+    stop_samplers
+    record classic "classic (pg_dump file, tar -czf, sftp, tar -xzf, psql -1 -f, cp -r)" \
+        "$(calc "$t1 - $t0")" - - "$(disk_peak classic_s)" "$(disk_peak classic_r)"
+    echo "   steps: $(IFS=,; echo "${LAPS[*]}" | sed 's/,/, /g')"
+    echo "   classic bundle (tar.gz): $CLASSIC_BUNDLE_BYTES bytes ($(mib "$CLASSIC_BUNDLE_BYTES") MiB)"
+    verify_equal classic bench_classic "$CLASSIC_IMAGES"
+    # The unpacked dump stays for the "psql from a local file" reference below.
+    rm -f "$CLASSIC_INBOX/bundle.tar.gz"
+    rm -rf "$CLASSIC_EXTRACT/images"
+    drop_db bench_classic
+}
+
+# --- reference limits ------------------------------------------------------------------------
+
+# timed KEY LABEL FUNCTION: times one reference run (no RSS or disk columns).
+timed() {
+    local key=$1 label=$2 fn=$3 t0 t1
+    settle
+    t0=$(now)
+    "$fn"
+    t1=$(now)
+    record "$key" "$label" "$(calc "$t1 - $t0")" - - - -
+}
+
+ref_dump() {
+    pg_dump -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" -d "$DB" --format=plain "${DUMP_ARGS[@]}" >/dev/null
+}
+ref_dump_gzip() {
+    pg_dump -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" -d "$DB" --format=plain "${DUMP_ARGS[@]}" |
+        gzip -1 >/dev/null
+}
+ref_psql_local() {
+    secondary -d bench_local -1 -f "$CLASSIC_EXTRACT/dump.sql" >/dev/null
+}
+ref_stream() {
+    pg_dump -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" -d "$DB" --format=plain "${DUMP_ARGS[@]}" |
+        gzip -1 |
+        ssh -p "$SSH_PORT" -i "$SSH_KEY" -o UserKnownHostsFile="$SSH_KNOWN_HOSTS" \
+            -o StrictHostKeyChecking=yes -o BatchMode=yes "$SSH_USER@$SSH_HOST" \
+            "gunzip | psql -X -q -1 -v ON_ERROR_STOP=1 -h $PG_HOST -p $SECONDARY_PORT -U $PG_USER -d bench_stream >/dev/null"
+}
+
+run_references() {
+    step "reference: pg_dump > /dev/null"
+    timed ref_dump "pg_dump > /dev/null" ref_dump
+    step "reference: pg_dump | gzip -1 > /dev/null"
+    timed ref_dump_gzip "pg_dump | gzip -1 > /dev/null" ref_dump_gzip
+    step "reference: psql -1 -f from a local file"
+    fresh_db bench_local
+    timed ref_psql_local "psql -1 -f local file" ref_psql_local
+    drop_db bench_local
+    rm -rf "${CLASSIC_EXTRACT:?}"/*
+    step "reference: pg_dump | gzip -1 | ssh 'gunzip | psql -1'"
+    fresh_db bench_stream
+    timed ref_stream "pg_dump | gzip -1 | ssh 'gunzip | psql -1'" ref_stream
+    verify_equal "the streamed pipe" bench_stream -
+    drop_db bench_stream
+}
+
+# --- pgferry ------------------------------------------------------------------------------------
+
+TARGET_DB=bench_pgferry
+
+write_configs() {
+    local t
+    {
+        cat <<TOML
+[source]
+host = "$PG_HOST"
+port = $PRIMARY_PORT
+user = "$PG_USER"
+dbname = "$DB"
+tables = [$(printf '"public.%s", ' "${TABLES[@]}" | sed 's/, $//')]
+
+[partial]
+overlap = "1m"
+TOML
+        for t in "${TABLES[@]}"; do
+            printf '\n[[partial.tables]]\ntable = "public.%s"\nchanged_at = "%s"\n' "$t" "$CHANGED_AT"
+        done
+        cat <<TOML
+
+[[files]]
+name = "images"
+dir = "$IMAGES"
+include = ["*.jpeg"]
+partial = true
+referenced_by = ["public.AndroidRequests_report.imageName"]
+
+[remote]
+host = "$SSH_HOST"
+port = $SSH_PORT
+user = "$SSH_USER"
+private_key = "$SSH_KEY"
+known_hosts = "$SSH_KNOWN_HOSTS"
+dir = "$PGFERRY_INBOX"
+
+[state]
+dir = "$SENDER_STATE"
+
+[alerts]
+smtp_host = "$SMTP_HOST"
+smtp_port = $SMTP_PORT
+security = "none"
+from = "pgferry@primary.bench"
+to = ["admins@viz.bench"]
+
+[schedule]
+complete = "30 3 * * *"
+partial = "*/5 * * * *"
+check_remote = "0 * * * *"
+TOML
+    } >"$WORK/sender.toml"
+    cat >"$WORK/receiver.toml" <<TOML
+[target]
+host = "$PG_HOST"
+port = $SECONDARY_PORT
+user = "$PG_USER"
+dbname = "$TARGET_DB"
+
+[inbox]
+dir = "$PGFERRY_INBOX"
+
+[[files]]
+name = "images"
+dir = "$TARGET_IMAGES"
+
+[retention]
+complete = "4d"
+partial = "1d"
+
+[state]
+dir = "$RECEIVER_STATE"
+
+[alerts]
+smtp_host = "$SMTP_HOST"
+smtp_port = $SMTP_PORT
+security = "none"
+from = "pgferry@viz.bench"
+to = ["admins@viz.bench"]
+
+[schedule]
+load = "*/5 * * * *"
+prune = "15 4 * * *"
+stale_after = "30m"
+TOML
+    chmod 600 "$WORK/sender.toml" "$WORK/receiver.toml"
+}
+
+# pgferry_run LOGNAME BINARY CONFIG ARGS...: runs one pgferry command under GNU time with
+# its own TMPDIR; sets LAST_RSS (KiB). Its log goes to a file, shown when it fails.
+pgferry_run() {
+    local name=$1 bin=$2 config=$3 tmp
+    shift 3
+    if [[ $bin == "$SENDER" ]]; then tmp=$SENDER_TMP; else tmp=$RECEIVER_TMP; fi
+    local log="$WORK/log.$name" rc=0
+    TMPDIR="$tmp" /usr/bin/time -v -o "$log.time" "$bin" -c "$config" --no-alert "$@" >"$log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        echo "   $(basename "$bin") $* exited $rc; its log:" >&2
+        sed 's/^/   | /' "$log" >&2
+        die "$(basename "$bin") $* failed"
+    fi
+    LAST_RSS=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$log.time")
+    [[ -n $LAST_RSS ]] || die "no peak RSS in $log.time"
+}
+
+# Newest published bundle of a kind in the inbox (pending or applied).
+bundle_size() {
+    local kind=$1 f
+    f=$(find "$PGFERRY_INBOX" -type f -name "pgferry-*-$kind.tar.*" -printf '%T@ %p\n' | sort -n | tail -n1 | cut -d' ' -f2-)
+    [[ -n $f ]] || die "no $kind bundle in $PGFERRY_INBOX"
+    stat -c %s "$f"
+}
+
+# pgferry_cycle KEY LABEL SENDER_CONFIG SENDER_CMD...: one sender command then
+# `receiver load`, timed separately, with RSS and disk for each; records three rows.
+pgferry_cycle() {
+    local key=$1 label=$2 config=$3 kind=$4
+    shift 4
+    local t0 t1 t2 s_rss r_rss s_secs r_secs
+    # Applied bundles of earlier runs are gone, so the receiver side starts from nothing.
+    rm -rf "${PGFERRY_INBOX:?}/applied" "${PGFERRY_INBOX:?}/failed"
+    rm -rf "${SENDER_TMP:?}"/* "${RECEIVER_TMP:?}"/*
+    settle
+
+    start_disk "${key}_send_s" "$SENDER_STATE" "$SENDER_TMP"
+    start_disk "${key}_send_r" "$PGFERRY_INBOX" "$RECEIVER_STATE" "$RECEIVER_TMP"
+    t0=$(now)
+    pgferry_run "$key.sender" "$SENDER" "$config" "$@"
+    t1=$(now)
+    stop_samplers
+    s_rss=$LAST_RSS
+    BUNDLE_BYTES[$key]=$(bundle_size "$kind")
+
+    settle
+    start_disk "${key}_load_s" "$SENDER_STATE" "$SENDER_TMP"
+    start_disk "${key}_load_r" "$PGFERRY_INBOX" "$RECEIVER_STATE" "$RECEIVER_TMP"
+    # The load starts with the bundle already in the inbox: count it from zero, as above.
+    echo 0 >"$WORK/disk.${key}_load_r.base"
+    t2=$(now)
+    pgferry_run "$key.receiver" "$RECEIVER" "$WORK/receiver.toml" load
+    local t3
+    t3=$(now)
+    stop_samplers
+    r_rss=$LAST_RSS
+    s_secs=$(calc "$t1 - $t0")
+    r_secs=$(calc "$t3 - $t2")
+
+    local sd1 rd1 sd2 rd2
+    sd1=$(disk_peak "${key}_send_s")
+    rd1=$(disk_peak "${key}_send_r")
+    sd2=$(disk_peak "${key}_load_s")
+    rd2=$(disk_peak "${key}_load_r")
+    local mbps=""
+    [[ $kind == partial ]] && mbps="-"
+    record "${key}_sender" "$label: sender $*" "$s_secs" "$s_rss" - "$sd1" "$rd1" "$mbps"
+    record "${key}_receiver" "$label: receiver load" "$r_secs" - "$r_rss" "$sd2" "$rd2" "$mbps"
+    record "$key" "$label: round trip" "$(calc "$s_secs + $r_secs")" "$s_rss" "$r_rss" \
+        "$((sd1 > sd2 ? sd1 : sd2))" "$((rd1 > rd2 ? rd1 : rd2))" "$mbps"
+    echo "   $kind bundle: ${BUNDLE_BYTES[$key]} bytes ($(mib "${BUNDLE_BYTES[$key]}") MiB)"
+}
+declare -A BUNDLE_BYTES=()
+
+# The partial cycle's change: 10,000 rows spread over every table, each with a new
+# changed_at and a changed value.
+# The strides grow with SCALE so the changed rows stay spread over the whole table.
+update_rows() {
+    local n
+    n=$(primary -d "$DB" -A -t -v s="$SCALE" <<'SQL'
+WITH bus AS (
+    UPDATE "AndroidRequests_bus" SET service = 'UPD', "timeStamp" = now()
+    WHERE id IN (SELECT id FROM "AndroidRequests_bus" WHERE id % (4 * :s) = 1 ORDER BY id LIMIT 500)
+    RETURNING 1
+), assignment AS (
+    UPDATE "AndroidRequests_busassignment" SET route = 'UPD', "timeStamp" = now()
+    WHERE id IN (SELECT id FROM "AndroidRequests_busassignment" WHERE id % (97 * :s) = 3 ORDER BY id LIMIT 2000)
+    RETURNING 1
+), event AS (
+    UPDATE "AndroidRequests_event" SET kind = 'updated', "timeStamp" = now()
+    WHERE id IN (SELECT id FROM "AndroidRequests_event" WHERE id % (241 * :s) = 5 ORDER BY id LIMIT 4000)
+    RETURNING 1
+), statistic AS (
+    UPDATE "AndroidRequests_statistic" SET trips = trips + 1, "timeStamp" = now()
+    WHERE id IN (SELECT id FROM "AndroidRequests_statistic" WHERE id % (47 * :s) = 7 ORDER BY id LIMIT 1000)
+    RETURNING 1
+), report AS (
+    UPDATE "AndroidRequests_report" SET status = 'updated', message = message || ' (edited)', "timeStamp" = now()
+    WHERE id IN (SELECT id FROM "AndroidRequests_report" WHERE id % (37 * :s) = 0 ORDER BY id LIMIT 2500)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM bus) + (SELECT count(*) FROM assignment) + (SELECT count(*) FROM event)
+     + (SELECT count(*) FROM statistic) + (SELECT count(*) FROM report);
+SQL
+    )
+    [[ $n == 10000 ]] || die "the partial cycle's UPDATE changed $n rows, not 10000"
+    echo "   updated $n rows on the primary"
+}
+
+run_pgferry() {
+    step "pgferry: sender check, receiver check"
+    write_configs
+    fresh_db "$TARGET_DB"
+    pgferry_run check.sender "$SENDER" "$WORK/sender.toml" check
+    pgferry_run check.receiver "$RECEIVER" "$WORK/receiver.toml" check
+
+    step "pgferry: sender complete + receiver load"
+    pgferry_cycle complete "pgferry complete" "$WORK/sender.toml" complete complete
+    verify_equal "pgferry complete" "$TARGET_DB" "$TARGET_IMAGES"
+
+    step "pgferry: partial cycle (10,000 updated rows)"
+    update_rows
+    pgferry_cycle partial "pgferry partial" "$WORK/sender.toml" partial partial
+    verify_equal "pgferry partial" "$TARGET_DB" "$TARGET_IMAGES"
+
+    step "pgferry: complete with [compression] codec = \"zstd\""
+    cp "$WORK/sender.toml" "$WORK/sender-zstd.toml"
+    printf '\n[compression]\ncodec = "zstd"\n' >>"$WORK/sender-zstd.toml"
+    local rc=0
+    "$SENDER" -c "$WORK/sender-zstd.toml" check >"$WORK/log.check-zstd" 2>&1 || rc=$?
+    if ((rc == 2)); then
+        echo "   the sender does not accept [compression] codec = \"zstd\" (check exits 2): n/a"
+        ZSTD=0
+        record_na "pgferry complete (zstd): round trip"
+    else
+        ZSTD=1
+        ((rc == 0)) || { echo "   sender check with zstd exited $rc:"; sed 's/^/   | /' "$WORK/log.check-zstd"; }
+        fresh_db "$TARGET_DB"
+        rm -rf "${TARGET_IMAGES:?}"/*
+        pgferry_cycle zstd "pgferry complete (zstd)" "$WORK/sender-zstd.toml" complete complete
+        verify_equal "pgferry complete (zstd)" "$TARGET_DB" "$TARGET_IMAGES"
+    fi
+}
+
+# --- the report -------------------------------------------------------------------------------------
+
+print_table() {
+    say "results (SCALE $SCALE, dump $(fmt1 "$(calc "$DUMP_BYTES / 1000000")") MB data-only, images $(fmt1 "$(calc "$IMAGE_BYTES / 1000000")") MB in $IMAGE_COUNT files)"
+    echo
+    echo "| run | wall s | MB/s | × classic | sender RSS MiB | receiver RSS MiB | sender extra disk MiB | receiver extra disk MiB |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    local row
+    for row in "${ROWS[@]}"; do
+        row=${row//|/\\|}             # a pipe in a run's name must not split the cell
+        echo "| ${row//$'\t'/ | } |"
+    done
+}
+
+CHECKS_MISSED=0
+check() {
+    local label=$1 measured=$2 limit=$3 ok=$4
+    local verdict=PASS
+    [[ $ok == 1 ]] || { verdict=MISS; CHECKS_MISSED=$((CHECKS_MISSED + 1)); }
+    printf -- '- %-4s %s: %s (limit %s)\n' "$verdict" "$label" "$measured" "$limit"
+}
+
+le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? 1 : 0 }'; }
+
+print_checks() {
+    say "targets"
+    local rt=${SECS[complete]} classic=${SECS[classic]} lim
+
+    lim=$(calc "0.45 * $classic")
+    check "complete round trip ≤ 0.45 × classic" "$(fmt2 "$rt") s = $(fmt2 "$(calc "$rt / $classic")") × classic" \
+        "$(fmt2 "$lim") s" "$(le "$rt" "$lim")"
+
+    lim=$(calc "1.3 * ${SECS[ref_dump_gzip]}")
+    check "sender complete ≤ 1.3 × (pg_dump | gzip -1)" \
+        "$(fmt2 "${SECS[complete_sender]}") s = $(fmt2 "$(calc "${SECS[complete_sender]} / ${SECS[ref_dump_gzip]}")") ×" \
+        "$(fmt2 "$lim") s" "$(le "${SECS[complete_sender]}" "$lim")"
+    echo "       (the reference packs no images; the sender also sends $(fmt1 "$(calc "$IMAGE_BYTES / 1000000")") MB of them)"
+
+    lim=$(calc "1.5 * ${SECS[ref_psql_local]}")
+    check "receiver load ≤ 1.5 × psql from a local file" \
+        "$(fmt2 "${SECS[complete_receiver]}") s = $(fmt2 "$(calc "${SECS[complete_receiver]} / ${SECS[ref_psql_local]}")") ×" \
+        "$(fmt2 "$lim") s" "$(le "${SECS[complete_receiver]}" "$lim")"
+
+    # The largest of all pgferry runs (complete, partial, and zstd when it ran).
+    local keys=(complete partial) k srss=0 rrss=0 sdisk=0 rdisk=0
+    [[ ${ZSTD:-0} == 1 ]] && keys+=(zstd)
+    for k in "${keys[@]}"; do
+        ((RSS_S[$k] > srss)) && srss=${RSS_S[$k]}
+        ((RSS_R[$k] > rrss)) && rrss=${RSS_R[$k]}
+        ((DISK_S[$k] > sdisk)) && sdisk=${DISK_S[$k]}
+        ((DISK_R[$k] > rdisk)) && rdisk=${DISK_R[$k]}
+    done
+    check "peak RSS of sender ≤ 64 MiB" "$(fmt1 "$(calc "$srss / 1024")") MiB" "64 MiB" "$(le "$srss" $((64 * 1024)))"
+    check "peak RSS of receiver ≤ 64 MiB" "$(fmt1 "$(calc "$rrss / 1024")") MiB" "64 MiB" "$(le "$rrss" $((64 * 1024)))"
+    check "sender extra disk ≤ 16 MiB" "$(mib "$sdisk") MiB" "16 MiB" "$(le "$sdisk" $((16 << 20)))"
+
+    # The received bundle itself sits in the inbox, so the limit is the bundle plus 1 MiB
+    # for directory entries and the receiver's state files.
+    local bundle=${BUNDLE_BYTES[complete]} rdisk_complete=${DISK_R[complete]}
+    check "receiver extra disk ≤ bundle size (complete, gzip)" "$(mib "$rdisk_complete") MiB; bundle $(mib "$bundle") MiB" \
+        "$(mib "$((bundle + (1 << 20)))") MiB = bundle + 1 MiB" "$(le "$rdisk_complete" "$((bundle + (1 << 20)))")"
+    if [[ ${ZSTD:-0} == 1 ]]; then
+        bundle=${BUNDLE_BYTES[zstd]}
+        check "receiver extra disk ≤ bundle size (complete, zstd)" "$(mib "${DISK_R[zstd]}") MiB; bundle $(mib "$bundle") MiB" \
+            "$(mib "$((bundle + (1 << 20)))") MiB = bundle + 1 MiB" "$(le "${DISK_R[zstd]}" "$((bundle + (1 << 20)))")"
+    fi
+
+    lim=$(calc "0.10 * $rt")
+    check "partial cycle ≤ 10 % of the complete round trip" \
+        "$(fmt2 "${SECS[partial]}") s = $(fmt1 "$(calc "100 * ${SECS[partial]} / $rt")") %" \
+        "$(fmt2 "$lim") s" "$(le "${SECS[partial]}" "$lim")"
+
+    echo
+    echo "bundles: classic tar.gz $(mib "$CLASSIC_BUNDLE_BYTES") MiB, pgferry complete $(mib "${BUNDLE_BYTES[complete]}") MiB, partial $(mib "${BUNDLE_BYTES[partial]}") MiB$([[ ${ZSTD:-0} == 1 ]] && echo ", complete zstd $(mib "${BUNDLE_BYTES[zstd]}") MiB")"
+    echo "$CHECKS_MISSED target(s) missed"
+}
+
+# --- main ----------------------------------------------------------------------------------------
+
+main() {
+    print_machine
+    step "installing what the benchmark needs"
+    ensure_gnu_time
+    step "building the release binaries"
+    build
+    step "starting the test environment ($PGFERRY_TESTENV)"
+    start_env
+    step "generating the dataset (SCALE $SCALE)"
+    local t0 t1
+    t0=$(now)
+    generate_data
+    t1=$(now)
+    echo "   generated in $(fmt1 "$(calc "$t1 - $t0")") s"
+
+    run_classic
+    run_references
+    run_pgferry
+
+    STEP="report"
+    print_table
+    print_checks
+    echo
+    echo "written to $OUT"
+}
+
+main
