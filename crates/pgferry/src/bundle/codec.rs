@@ -7,9 +7,10 @@ use std::io::{self, BufRead, Read, Write};
 use std::ops::RangeInclusive;
 
 use flate2::bufread::GzDecoder;
-use flate2::write::GzEncoder;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+
+use super::gzip_writer::GzipWriter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,7 +158,7 @@ impl<'de> Visitor<'de> for CompressionVisitor {
 
 /// The compressing end of a bundle stream.
 pub enum Encoder<W: Write> {
-    Gzip(GzEncoder<W>),
+    Gzip(Box<GzipWriter<W>>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -165,10 +166,7 @@ impl<W: Write> Encoder<W> {
     pub fn new(out: W, compression: Compression) -> io::Result<Encoder<W>> {
         let level = compression.level;
         Ok(match compression.codec {
-            Codec::Gzip => Encoder::Gzip(GzEncoder::new(
-                out,
-                flate2::Compression::new(u32::try_from(level).unwrap_or(1)),
-            )),
+            Codec::Gzip => Encoder::Gzip(Box::new(GzipWriter::new(out, gzip_level(level))?)),
             Codec::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level)?;
                 // A checksum per frame, like gzip's CRC: damage is caught by the codec too.
@@ -176,6 +174,23 @@ impl<W: Write> Encoder<W> {
                 Encoder::Zstd(encoder)
             }
         })
+    }
+
+    /// Whether what follows compresses (`false`: store it as it is, where the codec can).
+    /// zstd needs no hint: it skips incompressible data at a gigabyte per second.
+    pub fn expect_compressible(
+        &mut self,
+        compressible: bool,
+        compression: Compression,
+    ) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(gzip) => gzip.set_level(if compressible {
+                gzip_level(compression.level)
+            } else {
+                0
+            }),
+            Encoder::Zstd(_) => Ok(()),
+        }
     }
 
     /// Ends the compressed stream and hands back the output.
@@ -203,17 +218,68 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
-/// The decompressing end: reads exactly one compressed stream (one gzip member, one zstd
-/// frame), so whatever follows it is left for the caller to refuse.
+/// gzip members one after another, as long as the next bytes start one. Anything else
+/// after a member ends the stream and is left in the input.
+pub struct GzipMembers<R: BufRead> {
+    member: Option<GzDecoder<R>>,
+    rest: Option<R>,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+impl<R: BufRead> GzipMembers<R> {
+    fn into_inner(self) -> Option<R> {
+        self.rest.or_else(|| self.member.map(GzDecoder::into_inner))
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let Some(mut input) = self.member.take().map(GzDecoder::into_inner) else {
+                return Ok(0);
+            };
+            let another = input.fill_buf().map(|next| next.starts_with(&GZIP_MAGIC));
+            match another {
+                Ok(true) => self.member = Some(GzDecoder::new(input)),
+                Ok(false) => {
+                    self.rest = Some(input);
+                    return Ok(0);
+                }
+                Err(err) => {
+                    self.rest = Some(input);
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+fn gzip_level(level: i32) -> u32 {
+    u32::try_from(level).unwrap_or(1)
+}
+
+/// The decompressing end: reads exactly one compressed stream (the gzip members the
+/// writer makes, one zstd frame), so whatever follows it is left for the caller to refuse.
 pub enum Decoder<R: BufRead> {
-    Gzip(Box<GzDecoder<R>>),
+    Gzip(Box<GzipMembers<R>>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
 impl<R: BufRead> Decoder<R> {
     pub fn new(input: R, codec: Codec) -> io::Result<Decoder<R>> {
         Ok(match codec {
-            Codec::Gzip => Decoder::Gzip(Box::new(GzDecoder::new(input))),
+            Codec::Gzip => Decoder::Gzip(Box::new(GzipMembers {
+                member: Some(GzDecoder::new(input)),
+                rest: None,
+            })),
             Codec::Zstd => {
                 Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(input)?.single_frame())
             }
@@ -221,10 +287,12 @@ impl<R: BufRead> Decoder<R> {
     }
 
     /// The input after the compressed stream.
-    pub fn into_inner(self) -> R {
+    pub fn into_inner(self) -> io::Result<R> {
         match self {
-            Decoder::Gzip(gzip) => gzip.into_inner(),
-            Decoder::Zstd(zstd) => zstd.finish(),
+            Decoder::Gzip(gzip) => gzip
+                .into_inner()
+                .ok_or_else(|| io::Error::other("the gzip decoder lost its input")),
+            Decoder::Zstd(zstd) => Ok(zstd.finish()),
         }
     }
 }
@@ -309,7 +377,11 @@ mod tests {
             decoder.read_to_end(&mut out).unwrap();
             assert_eq!(out, data, "{codec}");
             let mut rest = Vec::new();
-            decoder.into_inner().read_to_end(&mut rest).unwrap();
+            decoder
+                .into_inner()
+                .unwrap()
+                .read_to_end(&mut rest)
+                .unwrap();
             assert_eq!(rest, b"TRAILER", "{codec}");
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod entry_path;
+mod gzip_writer;
 pub mod hashing;
 pub mod manifest;
 pub mod naming;

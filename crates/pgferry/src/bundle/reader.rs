@@ -59,8 +59,8 @@ impl Read for Decompressed {
         let mut input = self
             .decoder
             .take()
-            .map(Decoder::into_inner)
-            .ok_or_else(|| io::Error::other("the decoder is gone"))?;
+            .ok_or_else(|| io::Error::other("the decoder is gone"))?
+            .into_inner()?;
         if !input.fill_buf()?.is_empty() {
             return Err(io::Error::other(
                 "bytes after the end of the compressed stream",

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use chrono::{DateTime, Utc};
 
 use super::codec::{Compression, Encoder};
-use super::entry_path::classify;
+use super::entry_path::{classify, EntryKind};
 use super::hashing::{sha256_hex, HashingReader, HashingWriter};
 use super::{Entry, Manifest, MANIFEST_PATH};
 use crate::pipe::WriteBehind;
@@ -26,7 +26,13 @@ pub struct BundleWriter<W: Write + Send + 'static> {
     entries: Vec<Entry>,
     mtime: u64,
     buffer: Vec<u8>,
+    compression: Compression,
+    /// Tries a sample of each file, to store the ones that do not compress.
+    probe: flate2::Compress,
 }
+
+/// How much of a file is tried before deciding whether to compress it.
+const SAMPLE: u64 = 16 * 1024;
 
 /// What a finished bundle looks like from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +51,8 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
             entries: Vec::new(),
             mtime: u64::try_from(created.timestamp()).unwrap_or(0),
             buffer: Vec::new(),
+            compression,
+            probe: flate2::Compress::new(flate2::Compression::fast(), false),
         })
     }
 
@@ -66,7 +74,21 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
         reader: impl Read,
         mtime: Option<u64>,
     ) -> io::Result<()> {
-        classify(path).map_err(io::Error::other)?;
+        let kind = classify(path).map_err(io::Error::other)?;
+        // Files (images, mostly) are tried first: what does not compress is stored.
+        let mut reader = reader;
+        let mut sample = Vec::new();
+        let compressible = match kind {
+            EntryKind::File { .. } => {
+                (&mut reader).take(SAMPLE).read_to_end(&mut sample)?;
+                self.compresses(&sample)
+            }
+            _ => true,
+        };
+        self.tar
+            .get_mut()
+            .expect_compressible(compressible, self.compression)?;
+        let reader = io::Cursor::new(sample).chain(reader);
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
@@ -86,6 +108,25 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
             sha256,
         });
         Ok(())
+    }
+
+    /// Whether `sample` shrinks by more than a few percent at the fastest level.
+    fn compresses(&mut self, sample: &[u8]) -> bool {
+        if sample.len() < 1024 {
+            return true;
+        }
+        self.probe.reset();
+        // Room for what deflate's fastest level makes of noise: a few percent more.
+        let mut out = Vec::with_capacity(sample.len() * 2 + 1024);
+        match self
+            .probe
+            .compress_vec(sample, &mut out, flate2::FlushCompress::Finish)
+        {
+            Ok(flate2::Status::StreamEnd) => out.len() < sample.len() / 100 * 97,
+            // No room even then: it certainly does not shrink.
+            Ok(_) => false,
+            Err(_) => true,
+        }
     }
 
     /// Splits a stream into entries `{prefix}{n:06}{suffix}` of at most `part_size` bytes and
@@ -170,4 +211,27 @@ impl<R: Read> Read for Exact<'_, R> {
 /// The SHA-256 an in-memory entry will get, for tests.
 pub fn entry_sha(bytes: &[u8]) -> String {
     sha256_hex(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_that_shrink_are_compressed() {
+        let mut writer = BundleWriter::new(Vec::new(), Utc::now(), Compression::default()).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let noise: Vec<u8> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        assert!(!writer.compresses(&noise));
+        assert!(writer.compresses(&b"CREATE TABLE t (id int);\n".repeat(800)));
+        // Too small to judge: compressed like everything else.
+        assert!(writer.compresses(&noise[..500]));
+    }
 }

@@ -30,6 +30,19 @@ fn manifest(name: &BundleName) -> Manifest {
 
 const CODECS: [Codec; 2] = [Codec::Gzip, Codec::Zstd];
 
+/// Bytes that do not compress (a simple xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 fn write_bundle(dir: &Path, codec: Codec) -> PathBuf {
     let name = BundleName::new(Utc::now(), Kind::Complete).with_codec(codec);
     let path = dir.join(name.file_name());
@@ -49,6 +62,13 @@ fn write_bundle(dir: &Path, codec: Codec) -> PathBuf {
     writer
         .append_bytes("files/images/a.jpeg", b"\xff\xd8jpeg")
         .unwrap();
+    // Big and incompressible: stored, in a gzip member of its own.
+    writer
+        .append_bytes("files/images/b.jpeg", &noise(50_000))
+        .unwrap();
+    writer
+        .append_bytes("files/migrations/0001.py", &b"import os\n".repeat(5000))
+        .unwrap();
     let mut m = manifest(&name);
     writer.finish(&mut m).unwrap();
     path
@@ -60,7 +80,7 @@ fn a_written_bundle_verifies_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_bundle(dir.path(), codec);
         let verified = verify(&path).unwrap();
-        assert_eq!(verified.manifest.entries.len(), 5);
+        assert_eq!(verified.manifest.entries.len(), 7);
         assert_eq!(verified.size, std::fs::metadata(&path).unwrap().len());
         let mut data = Vec::new();
         read_entries(&path, &verified.manifest, |kind, _, reader| {
