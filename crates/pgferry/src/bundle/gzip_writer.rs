@@ -105,23 +105,11 @@ impl<W: Write> Write for GzipWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::noise;
     use std::io::Read;
 
     fn text(len: usize) -> Vec<u8> {
         (0..len).map(|i| b"pgferry ships rows\n"[i % 19]).collect()
-    }
-
-    /// Bytes that do not compress (a simple xorshift).
-    fn noise(len: usize) -> Vec<u8> {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]

@@ -20,3 +20,17 @@ pub const MANIFEST_PATH: &str = "MANIFEST.json";
 
 /// The bundle format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Bytes that do not compress, like an image's (a xorshift sequence), for tests.
+#[cfg(test)]
+pub(crate) fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

@@ -220,15 +220,7 @@ mod tests {
     #[test]
     fn only_files_that_shrink_are_compressed() {
         let mut writer = BundleWriter::new(Vec::new(), Utc::now(), Compression::default()).unwrap();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let noise: Vec<u8> = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let noise = crate::bundle::noise(20_000);
         assert!(!writer.compresses(&noise));
         assert!(writer.compresses(&b"CREATE TABLE t (id int);\n".repeat(800)));
         // Too small to judge: compressed like everything else.

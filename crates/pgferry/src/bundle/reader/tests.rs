@@ -7,6 +7,7 @@ use chrono::Utc;
 
 use super::*;
 use crate::bundle::manifest::{Kind, Source};
+use crate::bundle::noise;
 use crate::bundle::writer::BundleWriter;
 
 fn manifest(name: &BundleName) -> Manifest {
@@ -29,19 +30,6 @@ fn manifest(name: &BundleName) -> Manifest {
 }
 
 const CODECS: [Codec; 2] = [Codec::Gzip, Codec::Zstd];
-
-/// Bytes that do not compress (a simple xorshift).
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn write_bundle(dir: &Path, codec: Codec) -> PathBuf {
     let name = BundleName::new(Utc::now(), Kind::Complete).with_codec(codec);
