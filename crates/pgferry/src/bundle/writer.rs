@@ -169,6 +169,9 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
         header.set_mode(0o644);
         header.set_mtime(self.mtime);
         self.tar
+            .get_mut()
+            .expect_compressible(true, self.compression)?;
+        self.tar
             .append_data(&mut header, MANIFEST_PATH, json.as_slice())?;
         let encoder = self.tar.into_inner()?;
         let hashing = encoder.finish()?.finish()?;
