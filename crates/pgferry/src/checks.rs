@@ -104,11 +104,7 @@ pub fn free_space_item(report: &mut Report, subject: &str, dir: &Path, minimum: 
 
 /// A PostgreSQL client tool on PATH; returns its major version.
 pub fn pg_tool(report: &mut Report, name: &str) -> Option<u32> {
-    let program = match name {
-        "pg_dump" => crate::pg::programs::pg_dump().to_path_buf(),
-        "psql" => crate::pg::programs::psql().to_path_buf(),
-        other => other.into(),
-    };
+    let program = crate::pg::programs::resolve(name);
     match process::output(Command::new(program).arg("--version")) {
         Ok(out) => {
             let banner = String::from_utf8_lossy(&out).trim().to_string();

@@ -107,24 +107,23 @@ pub fn lookup(psql: &Psql, bundle: &str) -> anyhow::Result<Lookup> {
     let sql = format!(
         "SELECT json_build_object(\
            'bundle', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger WHERE bundle = {}) r), \
-           'last_complete', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger \
-              WHERE kind = 'complete' AND status = 'applied' ORDER BY bundle DESC LIMIT 1) r))",
-        quote_literal(bundle)
+           'last_complete', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger {}) r))",
+        quote_literal(bundle),
+        last_applied_where("complete")
     );
     psql.json(&sql)
 }
 
 /// The last applied bundle of `kind`.
 pub fn last_applied(psql: &Psql, kind: &str) -> anyhow::Result<Option<Record>> {
-    Ok(query(
-        psql,
-        &format!(
-            "WHERE kind = {} AND status = 'applied' ORDER BY bundle DESC LIMIT 1",
-            quote_literal(kind)
-        ),
-    )?
-    .into_iter()
-    .next())
+    Ok(query(psql, &last_applied_where(kind))?.into_iter().next())
+}
+
+fn last_applied_where(kind: &str) -> String {
+    format!(
+        "WHERE kind = {} AND status = 'applied' ORDER BY bundle DESC LIMIT 1",
+        quote_literal(kind)
+    )
 }
 
 /// Every row, oldest first (tests and status).

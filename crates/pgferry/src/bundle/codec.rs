@@ -8,12 +8,11 @@ use std::ops::RangeInclusive;
 
 use flate2::bufread::GzDecoder;
 use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
 use super::gzip_writer::GzipWriter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Codec {
     Gzip,
     Zstd,
@@ -178,17 +177,9 @@ impl<W: Write> Encoder<W> {
 
     /// Whether what follows compresses (`false`: store it as it is, where the codec can).
     /// zstd needs no hint: it skips incompressible data at a gigabyte per second.
-    pub fn expect_compressible(
-        &mut self,
-        compressible: bool,
-        compression: Compression,
-    ) -> io::Result<()> {
+    pub fn expect_compressible(&mut self, compressible: bool) -> io::Result<()> {
         match self {
-            Encoder::Gzip(gzip) => gzip.set_level(if compressible {
-                gzip_level(compression.level)
-            } else {
-                0
-            }),
+            Encoder::Gzip(gzip) => gzip.store(!compressible),
             Encoder::Zstd(_) => Ok(()),
         }
     }

@@ -23,7 +23,10 @@ pub struct GzipWriter<W: Write> {
     compress: Compress,
     crc: Crc,
     out: Vec<u8>,
+    /// The level chosen for what compresses.
     level: u32,
+    /// Whether the current member stores (level 0) instead.
+    storing: bool,
 }
 
 impl<W: Write> GzipWriter<W> {
@@ -35,19 +38,22 @@ impl<W: Write> GzipWriter<W> {
             crc: Crc::new(),
             out: Vec::with_capacity(OUT),
             level,
+            storing: false,
         })
     }
 
-    /// Compresses what follows at `level` (0 stores it), in a new member if it changes.
-    pub fn set_level(&mut self, level: u32) -> io::Result<()> {
-        if level == self.level {
+    /// Stores what follows (level 0), or compresses it at the writer's level; a change
+    /// starts a new member.
+    pub fn store(&mut self, storing: bool) -> io::Result<()> {
+        if storing == self.storing {
             return Ok(());
         }
         self.end_member()?;
         self.inner.write_all(&HEADER)?;
+        let level = if storing { 0 } else { self.level };
         self.compress = Compress::new(flate2::Compression::new(level), false);
         self.crc = Crc::new();
-        self.level = level;
+        self.storing = storing;
         Ok(())
     }
 
@@ -115,10 +121,10 @@ mod tests {
     #[test]
     fn levels_change_between_pieces_and_any_gzip_reader_reads_it() {
         let pieces = [text(300_000), noise(500_000), noise(1000), text(200_000)];
-        let levels = [2, 0, 0, 2];
+        let stored = [false, true, true, false];
         let mut writer = GzipWriter::new(Vec::new(), 2).unwrap();
-        for (piece, level) in pieces.iter().zip(levels) {
-            writer.set_level(level).unwrap();
+        for (piece, storing) in pieces.iter().zip(stored) {
+            writer.store(storing).unwrap();
             writer.write_all(piece).unwrap();
         }
         let gzip = writer.finish().unwrap();

@@ -26,7 +26,6 @@ pub struct BundleWriter<W: Write + Send + 'static> {
     entries: Vec<Entry>,
     mtime: u64,
     buffer: Vec<u8>,
-    compression: Compression,
     /// Tries a sample of each file, to store the ones that do not compress.
     probe: flate2::Compress,
 }
@@ -51,7 +50,6 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
             entries: Vec::new(),
             mtime: u64::try_from(created.timestamp()).unwrap_or(0),
             buffer: Vec::new(),
-            compression,
             probe: flate2::Compress::new(flate2::Compression::fast(), false),
         })
     }
@@ -85,9 +83,7 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
             }
             _ => true,
         };
-        self.tar
-            .get_mut()
-            .expect_compressible(compressible, self.compression)?;
+        self.tar.get_mut().expect_compressible(compressible)?;
         let reader = io::Cursor::new(sample).chain(reader);
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
@@ -168,9 +164,7 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
         header.set_size(json.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(self.mtime);
-        self.tar
-            .get_mut()
-            .expect_compressible(true, self.compression)?;
+        self.tar.get_mut().expect_compressible(true)?;
         self.tar
             .append_data(&mut header, MANIFEST_PATH, json.as_slice())?;
         let encoder = self.tar.into_inner()?;

@@ -22,7 +22,9 @@ pub fn psql() -> &'static Path {
     PROGRAM.get_or_init(|| resolve("psql"))
 }
 
-fn resolve(name: &str) -> PathBuf {
+/// The program to run for `name` (`pg_dump`, `psql`, `pg_restore`, ...). Uncached:
+/// [`pg_dump`] and [`psql`] keep their answer for the hot paths.
+pub fn resolve(name: &str) -> PathBuf {
     if std::env::var_os("PGCLUSTER").is_some() {
         return PathBuf::from(name);
     }
