@@ -29,9 +29,38 @@ fn files_section(scratch: &Scratch) -> String {
     )
 }
 
+/// Makes the state and inbox directories, as an operator does before the first check:
+/// check itself creates nothing.
+fn make_dirs(scratch: &Scratch) {
+    for dir in [
+        scratch.path("sender-state"),
+        scratch.path("receiver-state"),
+        scratch.inbox.clone(),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+}
+
 fn sender_check(scratch: &Scratch, text: &str) -> Run {
+    make_dirs(scratch);
     let path = scratch.write("sender.toml", text);
     run_config("sender", &path, &["check"])
+}
+
+/// The tests run as root, and check warns about that: the warning is expected here.
+const ROOT_WARNING: &str = "warn user: running as root: the directory checks show root's rights, not the service user's; hint: run the check as the account the jobs run as (sudo -u USER ...)";
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+/// Warning and failure lines, the expected root warning left out.
+fn complaints(run: &Run) -> Vec<&str> {
+    run.stdout
+        .lines()
+        .filter(|l| (l.starts_with("FAIL") || l.starts_with("warn")) && *l != ROOT_WARNING)
+        .collect()
 }
 
 fn insert_partial(text: String, extra: &str) -> String {
@@ -56,13 +85,8 @@ fn sender_check_passes_against_the_real_environment() {
     );
     let run = sender_check(&scratch, &text);
     run.expect_code(0);
-    assert!(
-        !run.stdout
-            .lines()
-            .any(|l| l.starts_with("FAIL") || l.starts_with("warn")),
-        "{}",
-        run.stdout
-    );
+    assert_eq!(complaints(&run), Vec::<&str>::new(), "{}", run.stdout);
+    assert_eq!(run.stdout.contains(ROOT_WARNING), running_as_root());
     assert!(run
         .line("ok   database:")
         .contains("reachable, server version 15."));
@@ -108,6 +132,7 @@ fn sender_check_warns_about_a_world_readable_config() {
     );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    make_dirs(&scratch);
     let run = run_config("sender", &path, &["check"]);
     run.expect_code(0);
     assert_eq!(
@@ -198,7 +223,7 @@ fn sender_check_fails_when_the_state_dir_is_not_writable() {
     assert_eq!(
         run.line("FAIL state dir:"),
         format!(
-            "FAIL state dir: {}/state is not writable: Not a directory (os error 20)",
+            "FAIL state dir: cannot stat {}/state: Not a directory (os error 20)",
             blocker.display()
         )
     );
@@ -209,6 +234,8 @@ fn receiver_check_passes_against_the_real_environment() {
     let scratch = Scratch::new();
     let target = Db::create(Cluster::Secondary);
     let images = scratch.path("images");
+    std::fs::create_dir(&images).unwrap();
+    make_dirs(&scratch);
     let extra = format!(
         "[[files]]\nname = \"images\"\ndir = \"{}\"\n\n[postprocess]\ncommand = [\"true\"]\n",
         images.display()
@@ -216,13 +243,12 @@ fn receiver_check_passes_against_the_real_environment() {
     let path = scratch.write("receiver.toml", &receiver_toml(&scratch, &target, &extra));
     let run = run_config("receiver", &path, &["check"]);
     run.expect_code(0);
+    assert_eq!(complaints(&run), Vec::<&str>::new(), "{}", run.stdout);
     assert!(
-        !run.stdout.lines().any(|l| l.starts_with("FAIL")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.ends_with("check: 9 ok, 0 warnings, 0 failed\n"),
+        run.stdout.ends_with(&format!(
+            "check: 9 ok, {} warnings, 0 failed\n",
+            u8::from(running_as_root())
+        )),
         "{}",
         run.stdout
     );
@@ -261,4 +287,85 @@ fn receiver_check_fails_when_the_hook_is_missing() {
         run.line("FAIL postprocess:"),
         "FAIL postprocess: command \"/nonexistent/refresh\" not found"
     );
+}
+
+#[test]
+fn receiver_check_creates_nothing_and_names_the_command_that_makes_a_missing_directory() {
+    let scratch = Scratch::new();
+    let target = Db::create(Cluster::Secondary);
+    let images = scratch.path("srv/images");
+    let extra = format!(
+        "[[files]]\nname = \"images\"\ndir = \"{}\"\n",
+        images.display()
+    );
+    let path = scratch.write("receiver.toml", &receiver_toml(&scratch, &target, &extra));
+    let run = run_config("receiver", &path, &["check"]);
+    run.expect_code(1);
+    let owner = if running_as_root() {
+        "SERVICE_USER".to_string()
+    } else {
+        std::env::var("USER").unwrap()
+    };
+    for (subject, dir) in [
+        ("inbox", scratch.inbox.clone()),
+        ("files images", images.clone()),
+        ("state dir", scratch.path("receiver-state")),
+    ] {
+        assert_eq!(
+            run.line(&format!("FAIL {subject}:")),
+            format!(
+                "FAIL {subject}: {0} does not exist; hint: create it as root with `install -d -o {owner} -m 750 {0}`",
+                dir.display()
+            )
+        );
+        assert!(!dir.exists(), "check created {}", dir.display());
+    }
+    assert!(!scratch.path("srv").exists());
+}
+
+/// Issue 20: run as root on a fresh machine, `check` with the example configs created
+/// `/var/lib/pgferry`, the inbox and the file directories, owned by root. The examples'
+/// directories are moved under a scratch root, so they are surely missing here.
+#[test]
+fn check_with_the_example_configs_leaves_the_host_as_it_found_it() {
+    let scratch = Scratch::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for (program, file) in [("sender", "sender.toml"), ("receiver", "receiver.toml")] {
+        let mut dirs = Vec::new();
+        let text: String = std::fs::read_to_string(root.join(file))
+            .unwrap()
+            .lines()
+            .map(|line| match line.strip_prefix("dir = \"/") {
+                Some(rest) => {
+                    let (dir, comment) = rest.split_once('"').unwrap();
+                    let moved = scratch.path(&format!("host/{dir}"));
+                    dirs.push(moved.clone());
+                    format!("dir = \"{}\"{comment}\n", moved.display())
+                }
+                None => format!("{line}\n"),
+            })
+            .collect();
+        assert!(dirs.len() >= 3, "{file} names {} directories", dirs.len());
+        let path = scratch.write(file, &text);
+        let run = run_config(program, &path, &["check"]);
+        run.expect_code(1);
+        for dir in &dirs {
+            if program == "sender" && !dir.ends_with("pgferry") {
+                continue; // the file sets it reads and the remote inbox: not its to make
+            }
+            assert!(
+                run.stdout.contains(&format!(
+                    "{0} does not exist; hint: create it as root with `install -d -o ",
+                    dir.display()
+                )),
+                "{}",
+                run.stdout
+            );
+        }
+        assert!(
+            !scratch.path("host").exists(),
+            "{program} check created directories: {}",
+            run.stdout
+        );
+    }
 }

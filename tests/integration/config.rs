@@ -2,19 +2,21 @@
 
 use crate::util::*;
 
-fn sender_config_error(edit: impl Fn(String) -> String) -> (Run, String) {
+/// Runs `sender check` on an edited config. The scratch directory comes back with the
+/// result, so it lives as long as the test and is removed with it.
+fn sender_config_error(edit: impl Fn(String) -> String) -> (Run, String, Scratch) {
     let scratch = Scratch::new();
     let source = Db::create(Cluster::Primary);
     let text = edit(sender_toml(&scratch, &source, r#"["public.*"]"#, ""));
     let path = scratch.write("sender.toml", &text);
     let run = run_config("sender", &path, &["check"]);
-    std::mem::forget(scratch);
-    (run, path.display().to_string())
+    (run, path.display().to_string(), scratch)
 }
 
 #[test]
 fn unknown_key() {
-    let (run, file) = sender_config_error(|t| t.replace("[state]\n", "[state]\ndirr = \"/x\"\n"));
+    let (run, file, _scratch) =
+        sender_config_error(|t| t.replace("[state]\n", "[state]\ndirr = \"/x\"\n"));
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!(
@@ -27,7 +29,7 @@ fn unknown_key() {
 
 #[test]
 fn missing_key() {
-    let (run, file) = sender_config_error(|t| t.replace("overlap = \"2m\"\n", ""));
+    let (run, file, _scratch) = sender_config_error(|t| t.replace("overlap = \"2m\"\n", ""));
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!(
@@ -40,7 +42,8 @@ fn missing_key() {
 
 #[test]
 fn wrong_type() {
-    let (run, file) = sender_config_error(|t| t.replace("timeout = \"20s\"", "timeout = 20"));
+    let (run, file, _scratch) =
+        sender_config_error(|t| t.replace("timeout = \"20s\"", "timeout = 20"));
     run.expect_code(2);
     assert!(
         run.stderr.contains(&format!("error: config {file}, line 19, key remote.timeout: invalid type: integer `20`, expected a string")),
@@ -51,7 +54,7 @@ fn wrong_type() {
 
 #[test]
 fn bad_duration() {
-    let (run, file) =
+    let (run, file, _scratch) =
         sender_config_error(|t| t.replace("overlap = \"2m\"", "overlap = \"2 moons\""));
     run.expect_code(2);
     assert!(
@@ -65,7 +68,7 @@ fn bad_duration() {
 
 #[test]
 fn bad_cron() {
-    let (run, file) =
+    let (run, file, _scratch) =
         sender_config_error(|t| t.replace("partial = \"*/5 * * * *\"", "partial = \"*/5 * *\""));
     run.expect_code(2);
     assert!(

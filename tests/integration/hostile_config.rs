@@ -49,20 +49,19 @@ fn identifiers_with_quotes_spaces_capitals_and_unicode_work_end_to_end() {
 }
 
 /// Runs `sender partial` with the partial table entry replaced by `entry`.
-fn partial_with(entry: &str) -> (Run, String, Db) {
+fn partial_with(entry: &str) -> (Run, String, Db, Scratch) {
     let scratch = Scratch::new();
     let source = Db::create(Cluster::Primary);
     source.sql(WEIRD);
     let text = sender_toml(&scratch, &source, r#"["canary"]"#, entry);
     let path = scratch.write("sender.toml", &text);
     let run = run_config("sender", &path, &["partial"]);
-    std::mem::forget(scratch);
-    (run, path.display().to_string(), source)
+    (run, path.display().to_string(), source, scratch)
 }
 
 #[test]
 fn sql_where_an_identifier_goes_is_a_config_error_and_never_runs() {
-    let (run, file, source) = partial_with(
+    let (run, file, source, _scratch) = partial_with(
         "[[partial.tables]]\ntable = \"canary\"\nchanged_at = \"id\\\"; DROP TABLE canary; --\"\n",
     );
     run.expect_code(2);
@@ -75,7 +74,7 @@ fn sql_where_an_identifier_goes_is_a_config_error_and_never_runs() {
     );
     assert_eq!(source.sql("SELECT count(*) FROM canary"), "1");
 
-    let (run, file, source) = partial_with(
+    let (run, file, source, _scratch) = partial_with(
         "[[partial.tables]]\ntable = \"canary; DROP TABLE canary\"\nchanged_at = \"id\"\n",
     );
     run.expect_code(2);
@@ -91,7 +90,7 @@ fn sql_where_an_identifier_goes_is_a_config_error_and_never_runs() {
 
 #[test]
 fn a_newline_in_an_identifier_is_refused_with_exit_2() {
-    let (run, file, _) =
+    let (run, file, _source, _scratch) =
         partial_with("[[partial.tables]]\ntable = \"canary\\nDROP\"\nchanged_at = \"id\"\n");
     run.expect_code(2);
     assert!(

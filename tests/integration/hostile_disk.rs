@@ -220,6 +220,9 @@ fn check_warns_when_a_file_dir_has_less_free_space_than_min_free() {
         "min_free = \"2MiB\"\n\n[[files]]\nname = \"images\"\ndir = \"{scratch}/receiver-images\"\n",
     );
     let disk = Tmpfs::mount(&ferry.scratch.path("receiver-images"), "size=1m");
+    // Made as an operator would before the first check: check itself creates nothing.
+    std::fs::create_dir_all(&ferry.scratch.inbox).unwrap();
+    std::fs::create_dir_all(ferry.scratch.path("receiver-state")).unwrap();
     let run = ferry.receiver(&["check"]);
     run.expect_code(0);
     assert_eq!(

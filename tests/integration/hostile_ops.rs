@@ -302,6 +302,8 @@ fn nothing_requires_root_a_round_trip_as_an_unprivileged_user() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         configs.push(path);
     }
+    // Made as an operator would (`install -d`) before the first check: check creates nothing.
+    std::fs::create_dir(home.path().join("sender-state")).unwrap();
     chown(home.path());
     run_unprivileged("sender", &configs[0], &["check"]).expect_code(0);
     run_unprivileged("sender", &configs[0], &["complete"]).expect_code(0);

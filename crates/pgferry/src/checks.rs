@@ -28,12 +28,36 @@ pub fn config_permissions(report: &mut Report, path: &Path) {
     }
 }
 
-/// A directory pgferry must write into: created when missing, then probed with a file.
+/// A directory pgferry must write into. A check only looks: a missing directory is a
+/// failure with the command that makes it, never created here, because a check run as
+/// root would leave root-owned directories the service user cannot write into. Only a
+/// directory that exists is probed, with a file removed again at once.
 pub fn dir_writable(report: &mut Report, subject: &str, dir: &Path) -> bool {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            report.fail(subject, format!("{} is not a directory", dir.display()));
+            return false;
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            report.fail(
+                subject,
+                format!(
+                    "{} does not exist; hint: create it as root with `install -d -o {} -m 750 {}`",
+                    dir.display(),
+                    owner_hint(),
+                    dir.display()
+                ),
+            );
+            return false;
+        }
+        Err(err) => {
+            report.fail(subject, format!("cannot stat {}: {err}", dir.display()));
+            return false;
+        }
+    }
     let probe = dir.join(format!(".pgferry-check-{}", std::process::id()));
-    let result = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&probe, b"probe"))
-        .and_then(|()| std::fs::remove_file(&probe));
+    let result = std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe));
     match result {
         Ok(()) => {
             report.ok(subject, format!("{} is writable", dir.display()));
@@ -43,6 +67,27 @@ pub fn dir_writable(report: &mut Report, subject: &str, dir: &Path) -> bool {
             report.fail(subject, format!("{} is not writable: {err}", dir.display()));
             false
         }
+    }
+}
+
+/// Warns when the check runs as root: root writes anywhere, so the writability lines say
+/// nothing about the account the jobs run as.
+pub fn running_user(report: &mut Report) {
+    if nix::unistd::Uid::current().is_root() {
+        report.warn(
+            "user",
+            "running as root: the directory checks show root's rights, not the service user's; hint: run the check as the account the jobs run as (sudo -u USER ...)",
+        );
+    }
+}
+
+/// Who should own a directory the check found missing: the user running the check, unless
+/// that is root, who is rarely the account the jobs run as.
+fn owner_hint() -> String {
+    let uid = nix::unistd::Uid::current();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) if !uid.is_root() => user.name,
+        _ => "SERVICE_USER".to_string(),
     }
 }
 
@@ -148,5 +193,54 @@ pub fn database(report: &mut Report, psql: &Psql) -> Option<u32> {
             report.fail("database", format!("cannot connect to {target}: {err:#}"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Status;
+
+    #[test]
+    fn a_missing_directory_fails_with_the_command_that_makes_it_and_is_not_created() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("inbox/sub");
+        let mut report = Report::new();
+        report.quiet = true;
+        assert!(!dir_writable(&mut report, "inbox", &dir));
+        assert!(!dir.exists() && !dir.parent().unwrap().exists());
+        let item = &report.items[0];
+        assert_eq!(item.status, Status::Fail);
+        assert_eq!(
+            item.detail,
+            format!(
+                "{} does not exist; hint: create it as root with `install -d -o {} -m 750 {}`",
+                dir.display(),
+                owner_hint(),
+                dir.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_existing_directory_is_probed_and_left_as_it_was() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut report = Report::new();
+        report.quiet = true;
+        assert!(dir_writable(&mut report, "state dir", scratch.path()));
+        assert_eq!(report.items[0].status, Status::Ok);
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_where_a_directory_should_be_fails() {
+        let scratch = tempfile::NamedTempFile::new().unwrap();
+        let mut report = Report::new();
+        report.quiet = true;
+        assert!(!dir_writable(&mut report, "inbox", scratch.path()));
+        assert_eq!(
+            report.items[0].detail,
+            format!("{} is not a directory", scratch.path().display())
+        );
     }
 }

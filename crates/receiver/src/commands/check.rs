@@ -13,6 +13,7 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
     let mut report = Report::new();
     checks::config_permissions(&mut report, config);
+    checks::running_user(&mut report);
     checks::pg_tool(&mut report, "psql");
     checks::database(&mut report, &Psql::new(settings.target.connection()));
     let min_free = settings.inbox.min_free();

@@ -15,6 +15,7 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
     let mut report = Report::new();
     checks::config_permissions(&mut report, config);
+    checks::running_user(&mut report);
     let pg_dump = checks::pg_tool(&mut report, "pg_dump");
     checks::pg_tool(&mut report, "psql");
     let psql = Psql::new(settings.source.connection());
