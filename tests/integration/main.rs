@@ -20,4 +20,5 @@ mod hostile_ops;
 mod hostile_pg;
 mod operations;
 mod partial;
+mod recovery;
 mod remote;

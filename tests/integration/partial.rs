@@ -222,7 +222,7 @@ fn a_fixed_window_loses_a_longer_gap_as_documented_and_the_next_default_partial_
 }
 
 #[test]
-fn bundles_of_both_kinds_in_one_inbox_apply_in_creation_order() {
+fn bundles_of_both_kinds_in_one_inbox_start_at_the_newest_complete() {
     let ferry = fleet();
     ferry.sender(&["complete"]).expect_code(0);
     new_trip(&ferry.source, "P1");
@@ -253,9 +253,9 @@ fn bundles_of_both_kinds_in_one_inbox_apply_in_creation_order() {
     assert_eq!(
         kinds,
         vec![
-            "complete applied",
-            "partial applied",
-            "partial applied",
+            "complete superseded",
+            "partial superseded",
+            "partial superseded",
             "complete applied",
             "partial applied"
         ]

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 
 use anyhow::{bail, Context};
 use pgferry::bundle::entry_path::{classify, EntryKind};
@@ -27,6 +27,7 @@ use crate::install::{self, Installed};
 use crate::ledger;
 use crate::plan::{Action, TablePlan};
 use crate::post_data;
+use crate::refused::{Refused, PSQL_SCRIPT_ERROR};
 use crate::upsert;
 
 /// What applying did.
@@ -399,17 +400,14 @@ impl Transaction {
     /// psql stopped reading: report why, from its exit status and stderr.
     fn failure(&mut self) -> anyhow::Error {
         self.stdin = None;
-        let status = self
-            .child
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|e| e.to_string());
-        let tail = self.stderr.finish();
-        anyhow::anyhow!(
-            "load into {} failed, nothing was changed ({status}): {}",
-            self.target,
-            tail.trim()
-        )
+        match self.child.wait() {
+            Ok(status) => self.failed(status),
+            Err(err) => anyhow::anyhow!(
+                "load into {} failed, nothing was changed (wait for psql: {err}): {}",
+                self.target,
+                self.stderr.finish().trim()
+            ),
+        }
     }
 
     fn commit(mut self) -> anyhow::Result<()> {
@@ -422,15 +420,26 @@ impl Transaction {
             }
         }
         let status = self.child.wait().context("wait for psql")?;
-        let tail = self.stderr.finish();
         if !status.success() {
-            bail!(
-                "load into {} failed, nothing was changed ({status}): {}",
-                self.target,
-                tail.trim()
-            );
+            return Err(self.failed(status));
         }
+        self.stderr.finish();
         Ok(())
+    }
+
+    /// The error of a psql that exited with `status`: a refusal when one of the bundle's
+    /// statements failed, since loading it again would fail the same way.
+    fn failed(&mut self, status: ExitStatus) -> anyhow::Error {
+        let refusal = Refused::Statement {
+            target: self.target.clone(),
+            status: status.to_string(),
+            message: self.stderr.finish().trim().to_string(),
+        };
+        if status.code() == Some(PSQL_SCRIPT_ERROR) {
+            refusal.into()
+        } else {
+            anyhow::anyhow!("{refusal}")
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The inbox on disk: pending bundles at the top, `applied/` and `failed/` beside them.
+//! The inbox on disk: pending bundles at the top, `applied/`, `superseded/` and `failed/`
+//! beside them.
 //! Temporary upload names are never listed, so a half-uploaded bundle is never seen.
 
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use pgferry::bundle::BundleName;
 
 pub const APPLIED: &str = "applied";
 pub const FAILED: &str = "failed";
+/// Bundles never loaded because a newer complete bundle replaced them.
+pub const SUPERSEDED: &str = "superseded";
 
 /// Bundles in `dir` whose names parse, oldest first.
 pub fn list(dir: &Path) -> anyhow::Result<Vec<BundleName>> {

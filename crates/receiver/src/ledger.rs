@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use pgferry::bundle::Manifest;
+use pgferry::bundle::{BundleName, Manifest};
 use pgferry::pg::Psql;
 use pgferry::process;
 use pgferry::settings::names::quote_literal;
@@ -37,6 +37,8 @@ pub struct Record {
 /// Ledger statuses.
 pub const APPLIED: &str = "applied";
 pub const SKIPPED: &str = "skipped";
+/// Never loaded: a newer complete bundle was pending (guarantee 4).
+pub const SUPERSEDED: &str = "superseded";
 
 /// Records `manifest` as skipped (an obsolete partial), in a transaction of its own.
 pub fn record_skipped(psql: &Psql, manifest: &Manifest, sha256: &str) -> anyhow::Result<()> {
@@ -48,6 +50,38 @@ pub fn record_skipped(psql: &Psql, manifest: &Manifest, sha256: &str) -> anyhow:
         format!(
             "record bundle {} as skipped in {}",
             manifest.name,
+            psql.connection.describe()
+        )
+    })?;
+    Ok(())
+}
+
+/// A bundle recorded as superseded: known by its name and the SHA-256 of its file, since
+/// it is never opened (a refused or damaged one included).
+pub struct Superseded<'a> {
+    pub name: &'a BundleName,
+    pub sha256: String,
+}
+
+/// Records `bundles` as superseded, in one transaction of their own. A bundle the ledger
+/// has already (applied before a crash could archive it) keeps its row.
+pub fn record_superseded(psql: &Psql, bundles: &[Superseded]) -> anyhow::Result<()> {
+    let mut sql = format!("BEGIN;\n{CREATE}");
+    for bundle in bundles {
+        sql.push_str(&format!(
+            "INSERT INTO pgferry.ledger (bundle, kind, sha256, snapshot_time, status) VALUES ({}, {}, {}, {}, {}) ON CONFLICT (bundle) DO NOTHING;\n",
+            quote_literal(&bundle.name.file_name()),
+            quote_literal(&bundle.name.kind.to_string()),
+            quote_literal(&bundle.sha256),
+            quote_literal(&bundle.name.created.to_rfc3339()),
+            quote_literal(SUPERSEDED),
+        ));
+    }
+    sql.push_str("COMMIT;\n");
+    process::output(psql.command().args(["-c", &sql])).with_context(|| {
+        format!(
+            "record {} superseded bundle(s) in {}",
+            bundles.len(),
             psql.connection.describe()
         )
     })?;

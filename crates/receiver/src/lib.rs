@@ -2,6 +2,7 @@
 //! in a module named after it.
 
 pub mod apply;
+pub mod blocked;
 pub mod commands;
 pub mod csv_to_copy;
 pub mod ddl;
@@ -14,6 +15,8 @@ pub mod ledger;
 pub mod plan;
 pub mod post_data;
 pub mod prune;
+pub mod refused;
 pub mod schema_diff;
 pub mod staleness;
+pub mod supersede;
 pub mod upsert;

@@ -6,6 +6,7 @@ use pgferry::pg::{catalog, Psql};
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::receiver::OnSchemaChange;
 
+use crate::refused::Refused;
 use crate::schema_diff;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub fn partial(psql: &Psql, manifest: &Manifest) -> anyhow::Result<()> {
         }
     }
     if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("\n"));
+        return Err(Refused::Schema(problems.join("\n")).into());
     }
     Ok(())
 }
@@ -83,7 +84,7 @@ pub fn complete(
         });
     }
     if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("\n"));
+        return Err(Refused::Schema(problems.join("\n")).into());
     }
     Ok(plans)
 }

@@ -1,5 +1,6 @@
-//! The retention policy: applied bundles go when older than their kind's retention, failed
-//! ones when older than the longest retention. Pending bundles are never touched.
+//! The retention policy: applied and superseded bundles go when older than their kind's
+//! retention, failed ones when older than the longest retention. Pending bundles are never
+//! touched.
 
 use std::path::Path;
 
@@ -18,10 +19,12 @@ pub fn prune(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result<
     };
     let longest = retention(Kind::Complete).max(retention(Kind::Partial));
     let mut deleted = Vec::new();
-    let applied = settings.inbox.dir.join(inbox::APPLIED);
-    for name in inbox::list(&applied)? {
-        if now - name.created > retention(name.kind) {
-            delete(&applied.join(name.file_name()), &mut deleted)?;
+    for archive in [inbox::APPLIED, inbox::SUPERSEDED] {
+        let archive = settings.inbox.dir.join(archive);
+        for name in inbox::list(&archive)? {
+            if now - name.created > retention(name.kind) {
+                delete(&archive.join(name.file_name()), &mut deleted)?;
+            }
         }
     }
     let failed = settings.inbox.dir.join(inbox::FAILED);

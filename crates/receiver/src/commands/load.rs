@@ -16,7 +16,8 @@ use pgferry::job::{Jobs, Options};
 use pgferry::pg::Psql;
 use pgferry::settings::{ReceiverSettings, Size};
 
-use crate::{apply, hook, inbox, install, ledger, plan, prune};
+use crate::refused::Refused;
+use crate::{apply, blocked, hook, inbox, install, ledger, plan, prune, supersede};
 
 pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
@@ -46,22 +47,45 @@ pub enum Outcome {
 }
 
 pub fn load(settings: &ReceiverSettings, once: bool) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
+    remove_install_leftovers(settings)?;
+    let pending = inbox::pending(&settings.inbox.dir)?;
+    if pending.is_empty() {
+        tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
+    }
+    let queue = supersede::start_at_newest_complete(settings, pending)?;
+    let result = load_queue(settings, queue, once);
+    unblock_when_gone(settings)?;
+    result
+}
+
+fn remove_install_leftovers(settings: &ReceiverSettings) -> anyhow::Result<()> {
     for set in &settings.files {
         let removed = install::remove_leftovers(&set.dir)?;
         if removed > 0 {
             tracing::info!(set = %set.name, removed, "removed temporary files of an interrupted install");
         }
     }
-    let pending = inbox::pending(&settings.inbox.dir)?;
-    if pending.is_empty() {
-        tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
-    }
+    Ok(())
+}
+
+/// Loads the queue in order; stops at the first bundle that fails to load, since the
+/// bundles after it build on it.
+fn load_queue(
+    settings: &ReceiverSettings,
+    queue: supersede::Queue,
+    once: bool,
+) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
     let limit = if once { 1 } else { usize::MAX };
+    let mut start = queue.start;
+    let mut rejected = queue.rejected;
     let mut done = Vec::new();
-    let mut rejected = Vec::new();
-    for name in pending.into_iter().take(limit) {
+    for name in queue.bundles.into_iter().take(limit) {
         let path = settings.inbox.dir.join(name.file_name());
-        let verified = match verify(&path) {
+        let verified = match start.take() {
+            Some((first, verified)) if first == name => Ok(verified),
+            _ => verify(&path),
+        };
+        let verified = match verified {
             Ok(verified) => verified,
             Err(err) => {
                 let moved = inbox::reject(&settings.inbox.dir, &name, &err.to_string())?;
@@ -71,7 +95,15 @@ pub fn load(settings: &ReceiverSettings, once: bool) -> anyhow::Result<Vec<(Bund
             }
         };
         let outcome = load_one(settings, &name, &path, &verified)
-            .with_context(|| format!("load bundle {name}"))?;
+            .with_context(|| format!("load bundle {name}"))
+            .or_else(|err| match Refused::find(&err) {
+                Some(refused) => {
+                    let reason = refused.to_string();
+                    blocked::record(&settings.state.dir, &name.file_name(), &reason, Utc::now())?;
+                    Err(blocked::Blocking(err).into())
+                }
+                None => Err(err),
+            })?;
         done.push((name, outcome));
     }
     if !rejected.is_empty() {
@@ -82,6 +114,20 @@ pub fn load(settings: &ReceiverSettings, once: bool) -> anyhow::Result<Vec<(Bund
         );
     }
     Ok(done)
+}
+
+/// Clears the block once its bundle is no longer pending: applied, superseded, or moved
+/// away by hand.
+fn unblock_when_gone(settings: &ReceiverSettings) -> anyhow::Result<()> {
+    let Some(block) = blocked::read(&settings.state.dir)? else {
+        return Ok(());
+    };
+    let pending = inbox::pending(&settings.inbox.dir)?;
+    if !pending.iter().any(|n| n.file_name() == block.bundle) {
+        blocked::clear(&settings.state.dir)?;
+        tracing::info!(bundle = %block.bundle, "the queue moves again: the bundle that blocked it is no longer pending");
+    }
+    Ok(())
 }
 
 fn load_one(
@@ -102,9 +148,10 @@ fn load_one(
         bundle: recorded,
         last_complete,
     } = ledger::lookup(&psql, &manifest.name)?;
+    // Skipped or superseded before: never loaded, whatever brought it back.
     if recorded
         .as_ref()
-        .is_some_and(|r| r.status == ledger::SKIPPED)
+        .is_some_and(|r| r.status != ledger::APPLIED)
     {
         inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
         return Ok(Outcome::Obsolete);

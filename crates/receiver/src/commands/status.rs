@@ -9,6 +9,7 @@ use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 use serde::Serialize;
 
+use crate::blocked::{self, Blocked};
 use crate::inbox;
 use crate::ledger::{self, Record};
 
@@ -22,6 +23,11 @@ pub struct Status {
     pub last_partial: Option<Record>,
     pub pending: Vec<String>,
     pub failed: Vec<String>,
+    /// The pending bundle the target refused, which holds back the bundles after it.
+    pub blocked: Option<Blocked>,
+    /// What clears `blocked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_hint: Option<&'static str>,
     /// Seconds between now and the newest source time applied.
     pub lag_seconds: Option<i64>,
     pub now: DateTime<Utc>,
@@ -39,12 +45,15 @@ pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result
     let names = |dir: &Path| -> anyhow::Result<Vec<String>> {
         Ok(inbox::list(dir)?.iter().map(|n| n.file_name()).collect())
     };
+    let blocked = blocked::read(&settings.state.dir)?;
     Ok(Status {
         jobs: history::all(&settings.state.dir, &JOBS)?,
         last_complete,
         last_partial,
         pending: names(&settings.inbox.dir)?,
         failed: names(&settings.inbox.dir.join(inbox::FAILED))?,
+        blocked_hint: blocked.as_ref().map(|_| blocked::CLEARED_BY),
+        blocked,
         lag_seconds: newest.map(|t| (now - t).num_seconds()),
         now,
     })
@@ -73,6 +82,16 @@ pub fn run(config: &Path, json: bool) -> anyhow::Result<Exit> {
     }
     println!("{:<14} {}", "pending", status.pending.len());
     println!("{:<14} {}", "failed", status.failed.len());
+    if let Some(block) = &status.blocked {
+        println!(
+            "{:<14} {} since {}: {}",
+            "blocked by",
+            block.bundle,
+            block.since.to_rfc3339(),
+            block.reason
+        );
+        println!("{:<14} {}", "", blocked::CLEARED_BY);
+    }
     match status.lag_seconds {
         Some(lag) => println!("{:<14} {}", "lag", humanize(lag)),
         None => println!("{:<14} unknown (nothing applied yet)", "lag"),
