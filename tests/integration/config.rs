@@ -139,3 +139,39 @@ fn the_example_configs_parse_with_the_binaries() {
         assert!(run.stdout.contains("config:"), "{}", run.stdout);
     }
 }
+
+#[test]
+fn help_names_each_binarys_own_default_config() {
+    for program in ["sender", "receiver"] {
+        for args in [&["--help"][..], &["check", "--help"][..]] {
+            let run = run(program, args);
+            run.expect_code(0);
+            // Help wraps to the terminal width: compare words, not lines.
+            let words = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                words.contains(&format!(
+                    "[default: $PGFERRY_CONFIG, else /etc/pgferry/{program}.toml]"
+                )) && !words.contains("<side>"),
+                "{program} {args:?}:\n{}",
+                run.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn the_example_configs_name_a_readme_section_that_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for file in ["sender.toml", "receiver.toml"] {
+        let text = std::fs::read_to_string(root.join("config").join(file)).unwrap();
+        let (_, rest) = text
+            .split_once("described in the README (\"")
+            .unwrap_or_else(|| panic!("{file} does not point to the README"));
+        let section = rest.split('"').next().unwrap();
+        assert!(
+            readme.lines().any(|l| l == format!("## {section}")),
+            "{file} points to README section {section:?}, which does not exist"
+        );
+    }
+}

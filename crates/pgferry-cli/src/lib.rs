@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use pgferry::exit::Exit;
 use pgferry::logging::{self, LogFormat, RecentLines};
 
 /// Options every command takes, before or after the subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Configuration file [default: $PGFERRY_CONFIG, else /etc/pgferry/<side>.toml]
+    /// Configuration file (the help names each binary's default: see [`parse`])
     #[arg(short, long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -30,6 +30,17 @@ pub struct GlobalArgs {
     /// Format of the log lines on stderr
     #[arg(long, global = true, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     pub log_format: Format,
+}
+
+/// Parses the command line of a binary whose config file defaults to `default_config`,
+/// so `--help` shows that binary's own path.
+pub fn parse<C: Parser>(default_config: &str) -> C {
+    let command = C::command().mut_arg("config", |arg| {
+        arg.help(format!(
+            "Configuration file [default: $PGFERRY_CONFIG, else {default_config}]"
+        ))
+    });
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -48,13 +48,16 @@ enum Command {
     },
 }
 
+/// The config file when neither `-c` nor `$PGFERRY_CONFIG` names one.
+const DEFAULT_CONFIG: &str = "/etc/pgferry/sender.toml";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = pgferry_cli::parse(DEFAULT_CONFIG);
     // Test builds only: FAILPOINTS=name=return makes the named step kill the process.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let options = cli.global.init();
-    let config = cli.global.config_path("/etc/pgferry/sender.toml");
+    let config = cli.global.config_path(DEFAULT_CONFIG);
     let result = match cli.command {
         Command::Check => commands::check::run(&config),
         Command::Complete => commands::complete::run(&config, &options),
