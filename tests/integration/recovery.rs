@@ -77,6 +77,11 @@ fn issue_20_a_refused_partial_blocks_with_one_alert_until_a_complete_supersedes_
         mails[0].subject,
         format!("[pgferry] FAILED: load on {}", host())
     );
+    assert!(
+        mails[0].body.contains("What to check:\n  the target refused the bundle named above, which now blocks the receiver's queue (see `receiver status`). The next complete bundle supersedes it"),
+        "{}",
+        mails[0].body
+    );
 
     let status = status_json(&ferry);
     assert_eq!(status["blocked"]["bundle"], partial.as_str());

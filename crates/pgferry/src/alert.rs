@@ -75,8 +75,20 @@ pub fn recovered(job: &str, host: &str, now: DateTime<Utc>, failures: u32) -> Em
     }
 }
 
+/// A failure whose cause is known well enough to say what to check first: the alert uses
+/// `check` instead of guessing from the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Advised {
+    pub message: String,
+    pub check: &'static str,
+}
+
 /// What an operator should look at first, from the kind of error.
 fn hint(err: &anyhow::Error) -> &'static str {
+    if let Some(advised) = err.chain().find_map(|c| c.downcast_ref::<Advised>()) {
+        return advised.check;
+    }
     let text = format!("{err:#}");
     let has = |needle: &str| text.contains(needle);
     if err

@@ -100,7 +100,7 @@ fn load_queue(
                 Some(refused) => {
                     let reason = refused.to_string();
                     blocked::record(&settings.state.dir, &name.file_name(), &reason, Utc::now())?;
-                    Err(blocked::Blocking(err).into())
+                    Err(blocked::blocking(err).into())
                 }
                 None => Err(err),
             })?;

@@ -45,12 +45,14 @@ pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result
     let names = |dir: &Path| -> anyhow::Result<Vec<String>> {
         Ok(inbox::list(dir)?.iter().map(|n| n.file_name()).collect())
     };
-    let blocked = blocked::read(&settings.state.dir)?;
+    let pending = names(&settings.inbox.dir)?;
+    // A block whose bundle left the inbox (by hand) is over, though no load cleared it yet.
+    let blocked = blocked::read(&settings.state.dir)?.filter(|b| pending.contains(&b.bundle));
     Ok(Status {
         jobs: history::all(&settings.state.dir, &JOBS)?,
         last_complete,
         last_partial,
-        pending: names(&settings.inbox.dir)?,
+        pending,
         failed: names(&settings.inbox.dir.join(inbox::FAILED))?,
         blocked_hint: blocked.as_ref().map(|_| blocked::CLEARED_BY),
         blocked,
