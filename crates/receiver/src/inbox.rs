@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use pgferry::bundle::reader::{verify, Verified};
 use pgferry::bundle::BundleName;
 
 pub const APPLIED: &str = "applied";
@@ -55,4 +56,20 @@ pub fn reject(inbox: &Path, name: &BundleName, reason: &str) -> anyhow::Result<P
     std::fs::write(&note, format!("{reason}\n"))
         .with_context(|| format!("write {}", note.display()))?;
     Ok(to)
+}
+
+/// Verifies a pending bundle (guarantee 2). One that fails is moved to `failed/` with its
+/// reason, which comes back as the inner `Err`.
+pub fn verify_or_reject(
+    inbox: &Path,
+    name: &BundleName,
+) -> anyhow::Result<Result<Verified, String>> {
+    match verify(&inbox.join(name.file_name())) {
+        Ok(verified) => Ok(Ok(verified)),
+        Err(err) => {
+            let moved = reject(inbox, name, &err.to_string())?;
+            tracing::error!(bundle = %name, moved_to = %moved.display(), "{err}");
+            Ok(Err(err.to_string()))
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use pgferry::bundle::hashing::HashingReader;
-use pgferry::bundle::reader::{verify, Verified};
+use pgferry::bundle::reader::Verified;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
@@ -35,7 +35,7 @@ pub fn start_at_newest_complete(
     let mut rejected = Vec::new();
     while let Some(index) = pending.iter().rposition(|n| n.kind == Kind::Complete) {
         let name = pending.remove(index);
-        match verify(&inbox_dir.join(name.file_name())) {
+        match inbox::verify_or_reject(inbox_dir, &name)? {
             Ok(verified) => {
                 let older: Vec<BundleName> = pending.drain(..index).collect();
                 supersede(settings, &older)?;
@@ -45,11 +45,7 @@ pub fn start_at_newest_complete(
                     rejected,
                 });
             }
-            Err(err) => {
-                let moved = inbox::reject(inbox_dir, &name, &err.to_string())?;
-                tracing::error!(bundle = %name, moved_to = %moved.display(), "{err}");
-                rejected.push(err.to_string());
-            }
+            Err(reason) => rejected.push(reason),
         }
     }
     Ok(Queue {

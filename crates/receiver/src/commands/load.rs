@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use pgferry::bundle::reader::{verify, Verified};
+use pgferry::bundle::reader::Verified;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::checks::free_space;
 use pgferry::exit::Exit;
@@ -83,14 +83,12 @@ fn load_queue(
         let path = settings.inbox.dir.join(name.file_name());
         let verified = match start.take() {
             Some((first, verified)) if first == name => Ok(verified),
-            _ => verify(&path),
+            _ => inbox::verify_or_reject(&settings.inbox.dir, &name)?,
         };
         let verified = match verified {
             Ok(verified) => verified,
-            Err(err) => {
-                let moved = inbox::reject(&settings.inbox.dir, &name, &err.to_string())?;
-                tracing::error!(bundle = %name, moved_to = %moved.display(), "{err}");
-                rejected.push(err.to_string());
+            Err(reason) => {
+                rejected.push(reason);
                 continue;
             }
         };
