@@ -271,7 +271,10 @@ fn two_concurrent_loads_one_exits_75() {
         AWKWARD,
         TABLES,
         "",
-        "[postprocess]\ncommand = [\"sh\", \"-c\", \"touch {scratch}/started; sleep 3\"]\n",
+        &format!(
+            "[postprocess]\ncommand = [\"sh\", \"-c\", \"touch {{scratch}}/started; {}\"]\n",
+            wait_for_gate("{scratch}/gate")
+        ),
     );
     ferry.sender(&["complete"]).expect_code(0);
     let mut first = std::process::Command::new(bin("receiver"))
@@ -279,15 +282,18 @@ fn two_concurrent_loads_one_exits_75() {
         .spawn()
         .unwrap();
     let started = ferry.scratch.path("started");
+    // The first load stays in its hook, holding the job, until the test opens the gate.
     wait_for(|| started.exists(), "the first load to reach its hook");
     let second = ferry.receiver(&["load"]);
+    std::fs::write(ferry.scratch.path("gate"), "").unwrap();
+    let first = first.wait().unwrap();
     second.expect_code(75);
     assert!(
         second.stderr.contains("job load is already running"),
         "{}",
         second.stderr
     );
-    assert!(first.wait().unwrap().success());
+    assert!(first.success());
 }
 
 #[test]

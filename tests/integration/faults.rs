@@ -2,9 +2,11 @@
 //! host keys. Nothing half-done is ever loaded, and the next run recovers.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::ferry::*;
+use crate::hostile_link::start_held_upload;
+use crate::hostile_pg::start_held_load;
 use crate::util::*;
 
 /// Enough rows that a dump and a load take a moment to stream.
@@ -13,35 +15,14 @@ CREATE TABLE big (id integer PRIMARY KEY, payload text);
 INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(1, 400000) g;
 "#;
 
-fn spawn(program: &str, config: &std::path::Path, args: &[&str]) -> std::process::Child {
-    Command::new(bin(program))
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn a_sender_killed_mid_upload_leaves_nothing_loadable_and_the_next_run_cleans_up() {
     let ferry = Ferry::new(BIG, r#"["big"]"#);
-    let mut sender = spawn("sender", &ferry.sender_config, &["complete"]);
-    let inbox = ferry.scratch.inbox.clone();
-    wait_for(
-        || {
-            list_dir(&inbox).iter().any(|n| {
-                n.ends_with(".part")
-                    && std::fs::metadata(inbox.join(n))
-                        .map(|m| m.len() > 0)
-                        .unwrap_or(false)
-            })
-        },
-        "the upload to start",
-    );
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    // Held with its upload open and its dumps waiting for the test's lock: the kill
+    // lands mid-upload, never after the publish.
+    let (sender, lock) = start_held_upload(&ferry, &ferry.sender_config);
+    sender.kill();
+    lock.release();
     let leftovers = ferry.pending();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     assert!(
@@ -65,16 +46,12 @@ fn a_receiver_killed_mid_load_leaves_the_target_unchanged_and_the_next_load_appl
     let ferry = Ferry::new(BIG, r#"["big"]"#);
     ferry.target.sql("CREATE TABLE big (id integer PRIMARY KEY, payload text); INSERT INTO big VALUES (-1, 'before')");
     ferry.sender(&["complete"]).expect_code(0);
-    let mut receiver = spawn("receiver", &ferry.receiver_config, &["load"]);
+    // Held inside its transaction, waiting for the test's lock: it cannot have committed.
+    let (receiver, lock, _) = start_held_load(&ferry);
+    receiver.kill();
+    // psql, orphaned, gets the lock, loses its input and the transaction rolls back.
+    lock.release();
     let target = &ferry.target;
-    let copying = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'COPY%' AND pid <> pg_backend_pid()",
-        target.name
-    );
-    wait_for(|| target.sql(&copying) != "0", "the load to reach COPY");
-    receiver.kill().unwrap();
-    receiver.wait().unwrap();
-    // psql loses its input and the transaction rolls back.
     let busy = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         target.name

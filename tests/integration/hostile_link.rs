@@ -77,16 +77,6 @@ pub fn signal(pid: u32, signal: &str) {
         .status();
 }
 
-/// Polls `condition` every few milliseconds for up to 60 s: fast enough to catch a step
-/// that lasts a fraction of a second.
-pub fn catch(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// `sender` or `receiver` started in the background, its stderr kept in a file.
 pub struct Running {
     child: Child,
@@ -111,6 +101,32 @@ impl Running {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Polls `condition` for up to 60 s; fails the test, with the process's stderr, if it
+    /// never holds or if the process exits first.
+    pub fn wait_until(&mut self, mut condition: impl FnMut() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !condition() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "exited ({status}) before {what}\n--- stderr\n{}",
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- stderr\n{}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, then reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Waits at most 60 s for the exit; a process still running then is killed and the
@@ -185,6 +201,8 @@ struct Sshd {
     port: u16,
     pid_file: PathBuf,
     log: PathBuf,
+    /// The client port of the one connection `start` made to see that it listens.
+    probe_port: u16,
 }
 
 impl Sshd {
@@ -216,10 +234,11 @@ impl Sshd {
             .status()
             .unwrap();
         assert!(status.success(), "sshd did not start: {status}");
-        let sshd = Sshd {
+        let mut sshd = Sshd {
             port,
             pid_file,
             log,
+            probe_port: 0,
         };
         wait_for(
             || {
@@ -228,10 +247,18 @@ impl Sshd {
             },
             "the private sshd's pid file",
         );
+        let mut probe_port = 0;
         wait_for(
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            || match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => {
+                    probe_port = stream.local_addr().unwrap().port();
+                    true
+                }
+                Err(_) => false,
+            },
             "the private sshd to listen",
         );
+        sshd.probe_port = probe_port;
         sshd
     }
 
@@ -308,22 +335,37 @@ impl Drop for Sshd {
 // ---------------------------------------------------------------------------------------
 // The tests.
 
-/// Starts `sender complete` through `sshd` and waits until the bundle is streaming: a
-/// session exists and the hidden `.part` file has bytes in it.
-fn start_upload(ferry: &Ferry, sshd: &Sshd, config: &Path) -> Running {
-    let sender = Running::start("sender", config, &["complete"], &ferry.scratch);
+/// Starts `sender complete` with `config` while the test holds an ACCESS EXCLUSIVE lock
+/// on the source table `big`, and returns once the job is held there: its upload's hidden
+/// `.part` file is open in the inbox and every `pg_dump` it started (the data dump among
+/// them) waits for that lock. Until [`HeldLock::release`] the job can neither send a byte
+/// of data nor finish, however fast or slow the machine: a fault injected now lands in
+/// the middle of the upload, every time.
+pub fn start_held_upload(ferry: &Ferry, config: &Path) -> (Running, HeldLock) {
+    let lock = ferry.source.hold_lock("big", "ACCESS EXCLUSIVE");
+    let mut sender = Running::start("sender", config, &["complete"], &ferry.scratch);
+    let pid = sender.pid();
     let inbox = ferry.scratch.inbox.clone();
-    catch(
+    sender.wait_until(
         || {
-            !sshd.sessions().is_empty()
-                && list_dir(&inbox).iter().any(|n| {
-                    n.ends_with(".part")
-                        && std::fs::metadata(inbox.join(n)).is_ok_and(|m| m.len() > 0)
-                })
+            if !list_dir(&inbox).iter().any(|n| n.ends_with(".part")) {
+                return false;
+            }
+            let dumps = children_named(pid, "pg_dump");
+            if !dumps.iter().any(|&p| cmdline(p).contains("--data-only")) {
+                return false;
+            }
+            // pg_dump locks its tables first; nothing else of the job takes a lock.
+            let waiting = lock
+                .waiters()
+                .into_iter()
+                .filter(|w| w.query.starts_with("LOCK TABLE"))
+                .count();
+            waiting == dumps.len()
         },
-        "the upload to be under way",
+        "the upload to be open and every pg_dump of the job to wait for the test's lock",
     );
-    sender
+    (sender, lock)
 }
 
 /// The run after the fault: exit 0, the leftover gone, one whole bundle that loads equal.
@@ -371,10 +413,12 @@ fn a_link_that_hangs_mid_upload_fails_at_the_timeout_and_publishes_nothing() {
     let ferry = Ferry::new(BIG, BIG_TABLES);
     let sshd = Sshd::start(&ferry.scratch);
     let config = sshd.sender_config(&ferry, "3s");
-    let sender = start_upload(&ferry, &sshd, &config);
+    let (sender, lock) = start_held_upload(&ferry, &config);
 
-    // The server stops answering, as when a link goes dead without a reset.
+    // The server stops answering, as when a link goes dead without a reset; then the
+    // data comes.
     assert!(sshd.signal_sessions("STOP") > 0);
+    lock.release();
     let run = sender.finish();
     let bundle = interrupted_bundle(&ferry);
     assert_failed(&run, 1, &make_bundle_error(&ferry, &sshd, &bundle));
@@ -397,16 +441,18 @@ fn a_link_that_hangs_mid_upload_fails_within_a_few_timeouts_not_one_per_cleanup_
     let ferry = Ferry::new(BIG, BIG_TABLES);
     let sshd = Sshd::start(&ferry.scratch);
     let config = sshd.sender_config(&ferry, "3s");
-    let sender = start_upload(&ferry, &sshd, &config);
+    let (sender, lock) = start_held_upload(&ferry, &config);
 
     assert!(sshd.signal_sessions("STOP") > 0);
     let stopped = Instant::now();
+    lock.release();
     let run = sender.finish();
     let took = stopped.elapsed();
     run.expect_code(1);
-    // The kernel's socket buffers still take data after the stop, so the first timeout
-    // starts a little late; what must not happen is one more timeout per cleanup call on
-    // the dead session (that took 18-28 s). Not a speed target: a bound on hanging.
+    // The clock runs from the stop, through the release of the dump and the first part of
+    // data, and the kernel's socket buffers still take data after the stop, so the first
+    // timeout starts a little late; what must not happen is one more timeout per cleanup
+    // call on the dead session (that took 18-28 s). Not a speed target: a bound on hanging.
     assert!(
         took < Duration::from_secs(15),
         "a 3s timeout took {took:?} to fail the job\n{}",
@@ -419,10 +465,11 @@ fn a_link_that_drops_mid_upload_fails_naming_the_upload_and_the_next_run_cleans_
     let ferry = Ferry::new(BIG, BIG_TABLES);
     let sshd = Sshd::start(&ferry.scratch);
     let config = sshd.sender_config(&ferry, "3s");
-    let sender = start_upload(&ferry, &sshd, &config);
+    let (sender, lock) = start_held_upload(&ferry, &config);
 
-    // The connection is cut: the server side of the session dies.
+    // The connection is cut: the server side of the session dies; then the data comes.
     assert!(sshd.signal_sessions("KILL") > 0);
+    lock.release();
     let run = sender.finish();
     let bundle = interrupted_bundle(&ferry);
     assert_failed(&run, 1, &make_bundle_error(&ferry, &sshd, &bundle));
@@ -437,9 +484,10 @@ fn a_link_that_drops_mid_upload_is_reported_as_an_upload_failure_not_a_dump_fail
     let ferry = Ferry::new(BIG, BIG_TABLES);
     let sshd = Sshd::start(&ferry.scratch);
     let config = sshd.sender_config(&ferry, "3s");
-    let sender = start_upload(&ferry, &sshd, &config);
+    let (sender, lock) = start_held_upload(&ferry, &config);
 
     assert!(sshd.signal_sessions("KILL") > 0);
+    lock.release();
     let run = sender.finish();
     run.expect_code(1);
     assert!(
@@ -470,8 +518,14 @@ fn a_job_uses_one_ssh_session() {
     assert_eq!(published(&ferry).len(), 2);
     let log = std::fs::read_to_string(&sshd.log).unwrap();
     let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
-    // `Sshd::start` connects once to see that it listens, and hangs up before the handshake.
-    let probes = count("kex_exchange_identification: Connection closed by remote host");
-    assert_eq!(count("Connection from") - probes, 2, "{log}");
+    // `Sshd::start` connects once to see that it listens, and hangs up before the
+    // handshake; how sshd logs that end depends on whether its banner came first, so the
+    // probe is told apart by its client port.
+    let probe = format!(" port {} on ", sshd.probe_port);
+    let connections = log
+        .lines()
+        .filter(|l| l.contains("Connection from") && !l.contains(&probe))
+        .count();
+    assert_eq!(connections, 2, "{log}");
     assert_eq!(count("Accepted publickey for"), 2, "{log}");
 }

@@ -5,8 +5,8 @@
 
 use crate::ferry::*;
 use crate::hostile_link::{
-    assert_failed, catch, children_named, cmdline, leftovers, published, signal, Running, BIG,
-    BIG_TABLES,
+    assert_failed, children_named, cmdline, leftovers, published, signal, start_held_upload,
+    Running, BIG, BIG_TABLES,
 };
 use crate::util::*;
 
@@ -76,27 +76,18 @@ fn a_primary_that_is_down_fails_before_anything_is_sent_and_keeps_the_mark() {
 #[test]
 fn a_pg_dump_killed_mid_dump_fails_naming_the_dump_and_the_next_run_ships() {
     let ferry = Ferry::new(BIG, BIG_TABLES);
-    let sender = Running::start(
-        "sender",
-        &ferry.sender_config,
-        &["complete"],
-        &ferry.scratch,
-    );
-    let pid = sender.pid();
-    let mut dumping = Vec::new();
-    catch(
-        || {
-            dumping = children_named(pid, "pg_dump")
-                .into_iter()
-                .filter(|&p| cmdline(p).contains("--data-only"))
-                .collect();
-            !dumping.is_empty()
-        },
-        "the data pg_dump to start",
-    );
+    // The data pg_dump is connected, in the snapshot, and waits for the test's lock on
+    // `big`: it cannot have finished, whatever the machine's speed.
+    let (sender, lock) = start_held_upload(&ferry, &ferry.sender_config);
+    let dumping: Vec<u32> = children_named(sender.pid(), "pg_dump")
+        .into_iter()
+        .filter(|&p| cmdline(p).contains("--data-only"))
+        .collect();
+    assert_eq!(dumping.len(), 1, "no single data pg_dump: {dumping:?}");
     for &p in &dumping {
         signal(p, "KILL");
     }
+    lock.release();
     let run = sender.finish();
     // A failed dump over a healthy link removes its own temporary file.
     assert_eq!(leftovers(&ferry), Vec::<String>::new());
@@ -131,21 +122,29 @@ fn pending_big_bundle() -> Ferry {
     ferry
 }
 
-/// Waits until the load streams rows into the target; returns that backend's pid.
-fn copying_backend(ferry: &Ferry) -> String {
-    let query = format!(
-        "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'COPY%' AND state = 'active' AND pid <> pg_backend_pid()",
-        ferry.target.name
+/// Starts `receiver load` while the test holds a SHARE lock on the target's `big` (reads
+/// go on, writes wait), and returns once the load's session is provably held: waiting for
+/// that lock at its first write of `big`, inside its transaction (begun, the ledger's DDL
+/// run). Until [`HeldLock::release`] the load can neither write a row nor commit, however
+/// fast or slow the machine; the receiver meanwhile streams the data into psql's input
+/// until the pipe is full.
+pub fn start_held_load(ferry: &Ferry) -> (Running, HeldLock, Waiter) {
+    let lock = ferry.target.hold_lock("big", "SHARE");
+    let mut receiver = Running::start(
+        "receiver",
+        &ferry.receiver_config,
+        &["load"],
+        &ferry.scratch,
     );
-    let mut pid = String::new();
-    catch(
+    let mut held = None;
+    receiver.wait_until(
         || {
-            pid = ferry.target.sql(&query);
-            !pid.is_empty()
+            held = lock.waiters().into_iter().find(|w| w.in_transaction);
+            held.is_some()
         },
-        "the load to reach COPY",
+        "the load's transaction to wait for the test's lock on big",
     );
-    pid
+    (receiver, lock, held.unwrap())
 }
 
 /// The killed load changed nothing; the next load applies the bundle exactly once.
@@ -185,19 +184,15 @@ fn assert_unchanged_then_applied_once(ferry: &Ferry, bundle: &str) {
 fn a_psql_killed_mid_load_leaves_the_target_unchanged_and_the_next_load_applies_once() {
     let ferry = pending_big_bundle();
     let bundle = ferry.pending()[0].clone();
-    let receiver = Running::start(
-        "receiver",
-        &ferry.receiver_config,
-        &["load"],
-        &ferry.scratch,
-    );
-    copying_backend(&ferry);
+    let (receiver, lock, _) = start_held_load(&ferry);
     let psqls = children_named(receiver.pid(), "psql");
     assert!(!psqls.is_empty(), "no psql child of the receiver");
     for p in psqls {
         signal(p, "KILL");
     }
     let run = receiver.finish();
+    // Its session, orphaned, gets the lock, finds no more input and rolls back.
+    lock.release();
     assert_failed(&run, 1, &format!("error: load bundle {bundle}: load data/"));
     assert_failed(
         &run,
@@ -215,18 +210,27 @@ fn a_target_session_terminated_mid_load_leaves_the_target_unchanged_and_the_next
 {
     let ferry = pending_big_bundle();
     let bundle = ferry.pending()[0].clone();
-    let receiver = Running::start(
-        "receiver",
-        &ferry.receiver_config,
-        &["load"],
-        &ferry.scratch,
+    let (receiver, lock, load) = start_held_load(&ferry);
+    assert_eq!(
+        ferry
+            .target
+            .sql(&format!("SELECT pg_terminate_backend({})", load.pid)),
+        "t"
     );
-    let backend = copying_backend(&ferry);
-    ferry
-        .target
-        .sql(&format!("SELECT pg_terminate_backend({backend})"));
+    // Gone before the lock is released: its waiting statement never ran.
+    wait_for(
+        || {
+            ferry.target.sql(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = {}",
+                load.pid
+            )) == "0"
+        },
+        "the terminated session to end",
+    );
+    lock.release();
     let run = receiver.finish();
-    // Mid-data, or while the last buffered bytes go out: either way psql's own reason.
+    // While psql waits for its statement, or while the receiver's writes go out: either
+    // way psql's own reason.
     assert_failed(&run, 1, &format!("error: load bundle {bundle}: "));
     assert_failed(
         &run,

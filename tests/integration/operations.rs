@@ -223,15 +223,35 @@ impl Daemon {
         self.log().matches(needle).count()
     }
 
-    /// SIGTERM, then the exit code.
-    fn terminate(mut self) -> (i32, String) {
+    /// Sends SIGTERM and returns at once.
+    fn signal_term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits for the exit; the exit code and the log.
+    fn wait(mut self) -> (i32, String) {
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
         (code, self.log())
+    }
+
+    /// SIGTERM, then the exit code.
+    fn terminate(self) -> (i32, String) {
+        self.signal_term();
+        self.wait()
+    }
+}
+
+impl Drop for Daemon {
+    /// A test that failed does not leave its daemon running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -274,19 +294,29 @@ fn a_slow_job_never_overlaps_itself_and_sigterm_lets_it_finish() {
         REPORTS,
         REPORTS_TABLES,
         "",
-        "[postprocess]\ncommand = [\"sh\", \"-c\", \"touch {scratch}/hook-started; sleep 3; touch {scratch}/hook-done\"]\n",
+        &format!(
+            "[postprocess]\ncommand = [\"sh\", \"-c\", \"touch {{scratch}}/hook-started; {}; touch {{scratch}}/hook-done\"]\n",
+            wait_for_gate("{scratch}/hook-gate")
+        ),
     );
     every_second(&ferry.receiver_config, &["load"]);
     ferry.sender(&["complete"]).expect_code(0);
     let daemon = Daemon::start("receiver", &ferry.receiver_config, &ferry.scratch);
     let started = ferry.scratch.path("hook-started");
+    // The load stays in its hook until the test opens the gate.
     wait_for(|| started.exists(), "the load to reach its slow hook");
     wait_for(
         || daemon.count("skipped: the previous run of this job is still running") >= 1,
         "a tick to come while the load runs",
     );
     assert!(!ferry.scratch.path("hook-done").exists());
-    let (code, log) = daemon.terminate();
+    daemon.signal_term();
+    wait_for(
+        || daemon.log().contains("waiting for running jobs to finish"),
+        "the daemon to wait for the running load after SIGTERM",
+    );
+    std::fs::write(ferry.scratch.path("hook-gate"), "").unwrap();
+    let (code, log) = daemon.wait();
     assert_eq!(code, 0, "{log}");
     assert!(
         ferry.scratch.path("hook-done").exists(),

@@ -352,3 +352,177 @@ pub fn fingerprint(pubkey: &str) -> String {
     let text = String::from_utf8(out.stdout).unwrap();
     text.split_whitespace().nth(1).unwrap().to_string()
 }
+
+/// A transaction of the test's own, in a `psql` it keeps open, holding a lock on one
+/// table: a job that needs a conflicting lock waits at a known statement until the test
+/// calls [`HeldLock::release`], however fast or slow the machine is. Dropped unreleased
+/// (a test that panicked), it ends the session, which releases the lock.
+pub struct HeldLock {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    db: Db,
+    /// The backend pid of the holding session.
+    pub pid: String,
+    table: String,
+}
+
+/// A backend that waits for a [`HeldLock`].
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    pub pid: String,
+    pub query: String,
+    /// Its transaction began before the statement that waits: it is inside a transaction
+    /// block that already ran other statements.
+    pub in_transaction: bool,
+}
+
+impl Db {
+    /// Takes `LOCK TABLE table IN mode MODE` in a transaction of its own and returns once
+    /// `pg_locks` shows the lock granted.
+    pub fn hold_lock(&self, table: &str, mode: &str) -> HeldLock {
+        use std::io::Write;
+        use std::process::Stdio;
+        let env = Env::get();
+        let app = unique("pgferry_test_lock");
+        let mut child = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                env.var("PG_HOST"),
+            ])
+            .args(["-U", env.var("PG_USER"), "-p", &self.port.to_string()])
+            .args(["-d", &self.name])
+            .env("PGAPPNAME", &app)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN;\nLOCK TABLE {table} IN {mode} MODE;").unwrap();
+        stdin.flush().unwrap();
+        // `ACCESS EXCLUSIVE` is `AccessExclusiveLock` in pg_locks.
+        let lock_mode: String = mode
+            .split_whitespace()
+            .map(|w| w[..1].to_uppercase() + &w[1..].to_lowercase())
+            .chain(["Lock".to_string()])
+            .collect();
+        let db = Db {
+            name: self.name.clone(),
+            port: self.port,
+        };
+        let granted = format!(
+            "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+             WHERE a.application_name = '{app}' AND l.locktype = 'relation' \
+             AND l.relation = to_regclass('{table}') AND l.mode = '{lock_mode}' AND l.granted"
+        );
+        let mut pid = String::new();
+        wait_for(
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut stderr) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+                    }
+                    panic!("the psql holding the lock on {table} exited ({status}): {err}");
+                }
+                pid = db.sql(&granted);
+                !pid.is_empty()
+            },
+            &format!("the test's {mode} lock on {table}"),
+        );
+        HeldLock {
+            child,
+            stdin: Some(stdin),
+            db,
+            pid,
+            table: table.to_string(),
+        }
+    }
+}
+
+impl HeldLock {
+    /// The backends of the database that wait for this lock, or for a lock queued
+    /// behind it.
+    pub fn waiters(&self) -> Vec<Waiter> {
+        let rows = self.db.sql(&format!(
+            "SELECT pid, (xact_start < query_start)::text, replace(replace(query, E'\\n', ' '), '|', ' ') \
+             FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND {} = ANY (pg_blocking_pids(pid)) ORDER BY pid",
+            self.pid
+        ));
+        rows.lines()
+            .filter_map(|line| {
+                let mut fields = line.splitn(3, '|');
+                Some(Waiter {
+                    pid: fields.next()?.to_string(),
+                    in_transaction: fields.next()? == "true",
+                    query: fields.next()?.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Polls for up to 60 s until `condition` holds for the waiters, then returns them;
+    /// fails the test, naming `what` and the last waiters seen, if it never does.
+    pub fn wait_for_waiters(
+        &self,
+        mut condition: impl FnMut(&[Waiter]) -> bool,
+        what: &str,
+    ) -> Vec<Waiter> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let waiters = self.waiters();
+            if condition(&waiters) {
+                return waiters;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what} (waiting for the lock on {}: {waiters:?})",
+                self.table
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Commits the holding transaction and waits for its psql to exit.
+    pub fn release(mut self) {
+        use std::io::Write;
+        let mut stdin = self.stdin.take().unwrap();
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        let child = &mut self.child;
+        let mut status = None;
+        wait_for(
+            || {
+                status = child.try_wait().unwrap();
+                status.is_some()
+            },
+            "the psql holding the lock to exit",
+        );
+        assert!(
+            status.unwrap().success(),
+            "the psql holding the lock on {} failed",
+            self.table
+        );
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A shell loop that returns once `gate` exists: a hook that holds its job until the test
+/// opens the gate, not for a time that is only long enough. It gives up after about two
+/// minutes, so a test that failed leaves no hook behind for long.
+pub fn wait_for_gate(gate: &str) -> String {
+    format!("n=0; until [ -e {gate} ] || [ $n -ge 2400 ]; do sleep 0.05; n=$((n+1)); done")
+}
