@@ -18,6 +18,7 @@ mod hostile_disk;
 mod hostile_link;
 mod hostile_ops;
 mod hostile_pg;
+mod long_transaction;
 mod operations;
 mod partial;
 mod recovery;

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod dump;
+pub mod horizon;
 pub mod pack;
 pub mod publish;
 pub mod rows;

@@ -9,7 +9,7 @@ use pgferry::bundle::writer::BundleWriter;
 use pgferry::bundle::{BundleName, Manifest, FORMAT_VERSION};
 use pgferry::settings::SenderSettings;
 use pgferry::sftp::Upload;
-use pgferry::watermark::{self, Watermark};
+use pgferry::watermark::{self, HeldBack, Watermark};
 
 use crate::upload;
 
@@ -39,14 +39,19 @@ pub fn new_manifest(
     }
 }
 
+/// Where the high-water mark goes once the bundle is published.
+pub struct Mark {
+    pub at: DateTime<Utc>,
+    pub held_back: Option<HeldBack>,
+}
+
 /// Streams the bundle that `pack` writes into the inbox and publishes it; then records
-/// `high_water_mark` (unless `None`). A failed upload leaves no published bundle and no
-/// moved mark.
+/// `mark` (unless `None`). A failed upload leaves no published bundle and no moved mark.
 pub fn publish(
     settings: &SenderSettings,
     name: &BundleName,
     manifest: &mut Manifest,
-    high_water_mark: Option<DateTime<Utc>>,
+    mark: Option<Mark>,
     pack: impl FnOnce(&mut BundleWriter<Upload>, &mut Manifest) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
     if name.codec != settings.compression.codec {
@@ -81,12 +86,13 @@ pub fn publish(
     fail::fail_point!("sender-before-rename", |_| pgferry::process::kill_self());
     let published = inbox.publish(upload)?;
     fail::fail_point!("sender-after-rename", |_| pgferry::process::kill_self());
-    if let Some(high_water_mark) = high_water_mark {
+    if let Some(mark) = mark {
         watermark::record(
             &settings.state.dir,
             &Watermark {
-                high_water_mark,
+                high_water_mark: mark.at,
                 bundle: name.file_name(),
+                held_back: mark.held_back,
             },
         )?;
     }

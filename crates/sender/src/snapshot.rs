@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use pgferry::pg::catalog::{self, TableInfo};
 use pgferry::pg::{Psql, Session};
 use pgferry::settings::names::QualifiedName;
+use pgferry::watermark::HeldBack;
 use serde::Deserialize;
+
+use crate::horizon::{Horizon, SNAPSHOT_APPLICATION};
 
 pub struct Snapshot {
     session: Session,
@@ -15,6 +18,8 @@ pub struct Snapshot {
     /// The database's clock when the snapshot was taken.
     pub time: DateTime<Utc>,
     pub server_version: String,
+    /// The transactions open just before it, which windows and marks must not pass.
+    pub horizon: Horizon,
 }
 
 #[derive(Deserialize)]
@@ -27,23 +32,38 @@ struct Opened {
 impl Snapshot {
     pub fn open(psql: &Psql) -> anyhow::Result<Snapshot> {
         let target = psql.connection.describe();
-        let (session, opened) = Snapshot::begin(psql)
+        let (session, horizon, opened) = Snapshot::begin(psql)
             .with_context(|| format!("open a snapshot of the source database {target}"))?;
         Ok(Snapshot {
             session,
             id: opened.id,
             time: opened.time,
             server_version: opened.version,
+            horizon,
         })
     }
 
-    fn begin(psql: &Psql) -> anyhow::Result<(Session, Opened)> {
+    fn begin(psql: &Psql) -> anyhow::Result<(Session, Horizon, Opened)> {
         let mut session = Session::open(psql)?;
+        session.query(&format!("SET application_name = '{SNAPSHOT_APPLICATION}'"))?;
+        // Before the snapshot: a transaction in progress at the snapshot is then either
+        // seen here or began after this looked (see `horizon`).
+        let horizon = Horizon::read(&mut session)?;
         session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         // The first query of the transaction takes the snapshot; clock_timestamp() is read
         // while it runs.
         let opened: Opened = session.json("SELECT json_build_object('id', pg_export_snapshot(), 'time', clock_timestamp(), 'version', current_setting('server_version'))")?;
-        Ok((session, opened))
+        Ok((session, horizon, opened))
+    }
+
+    /// Where this snapshot's windows may end and its mark may go, and the transaction
+    /// that holds them short of the snapshot, logged.
+    pub fn limit(&self) -> (DateTime<Utc>, Option<HeldBack>) {
+        let (end, held) = self.horizon.limit(self.time);
+        if let Some(held) = &held {
+            crate::horizon::log(held);
+        }
+        (end, held)
     }
 
     /// The tables of the catalog, as the snapshot sees them.

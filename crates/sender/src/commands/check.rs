@@ -6,9 +6,10 @@ use pgferry::checks;
 use pgferry::exit::Exit;
 use pgferry::pg::{catalog, Psql};
 use pgferry::report::Report;
-use pgferry::settings::names::QualifiedName;
+use pgferry::settings::names::{quote_ident, QualifiedName};
 use pgferry::settings::SenderSettings;
 
+use crate::horizon::Horizon;
 use crate::tables;
 
 pub fn run(config: &Path) -> anyhow::Result<Exit> {
@@ -22,6 +23,7 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     if let Some(server) = checks::database(&mut report, &psql) {
         compatibility(&mut report, pg_dump, server);
         database_objects(&mut report, &settings, config, &psql);
+        open_transactions(&mut report, &psql);
     }
     for set in &settings.files {
         checks::dir_readable(&mut report, &format!("files {}", set.name), &set.dir);
@@ -130,5 +132,41 @@ fn partial_table(report: &mut Report, psql: &Psql, table: &QualifiedName, change
             &subject,
             format!("table {table} has no primary key or unique not-null key, so its rows cannot be upserted"),
         );
+    }
+}
+
+/// Partials wait for transactions open at their snapshot (guarantee 4): the role must see
+/// them all, and one open for hours holds every window back.
+fn open_transactions(report: &mut Report, psql: &Psql) {
+    let subject = "open transactions";
+    let horizon = match Horizon::query(psql) {
+        Ok(horizon) => horizon,
+        Err(err) => return report.fail(subject, format!("{err:#}")),
+    };
+    let role = &horizon.role;
+    if !horizon.sees_all {
+        return report.fail(
+            subject,
+            format!(
+                "role {role:?} cannot see the transactions of other roles, so a partial cannot wait for one that is still open and would lose its rows; hint: GRANT pg_read_all_stats TO {} (or pg_monitor)",
+                quote_ident(role)
+            ),
+        );
+    }
+    match horizon.limit(horizon.observed_at).1 {
+        Some(held) if held.is_long() => report.warn(
+            subject,
+            format!(
+                "the transaction of pid {} ({:?}) has been open since {}, so partial windows end there and each resends what changed since; hint: SELECT * FROM pg_stat_activity WHERE pid = {}",
+                held.pid,
+                held.application_name,
+                held.since.to_rfc3339(),
+                held.pid
+            ),
+        ),
+        _ => report.ok(
+            subject,
+            format!("role {role:?} sees every session's transaction; none has been open for over an hour"),
+        ),
     }
 }

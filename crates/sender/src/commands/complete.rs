@@ -18,7 +18,7 @@ use pgferry::process::CommandReader;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
 
-use crate::publish::{new_manifest, publish};
+use crate::publish::{new_manifest, publish, Mark};
 use crate::snapshot::Snapshot;
 use crate::{dump, pack, tables};
 
@@ -47,7 +47,9 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     let connection = settings.source.connection();
     let snapshot_id = snapshot.id.clone();
-    let snapshot_time = snapshot.time;
+    // A complete replaces everything: the next partial starts from its snapshot, or from
+    // the start of a transaction then open, whose rows the snapshot does not hold.
+    let (mark_at, held_back) = snapshot.limit();
     let published = std::thread::scope(|scope| {
         // Each pg_dump spends its first tenths of a second starting up: the schema dumps
         // and the data dump start now, while the tables are described and the SSH
@@ -59,12 +61,14 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
         for table in &tables {
             manifest.tables.push(describe(&mut snapshot, table)?);
         }
-        // A complete bundle replaces everything: the next partial starts from its snapshot.
         publish(
             settings,
             &name,
             &mut manifest,
-            Some(snapshot_time),
+            Some(Mark {
+                at: mark_at,
+                held_back,
+            }),
             |writer, manifest| pack_bundle(settings, schemas, data, manifest, writer),
         )
     })?;

@@ -19,7 +19,7 @@ use pgferry::settings::names::{quote_ident, QualifiedName};
 use pgferry::settings::{ConfigError, SenderSettings};
 use pgferry::watermark;
 
-use crate::publish::{new_manifest, publish};
+use crate::publish::{new_manifest, publish, Mark};
 use crate::rows::{self, CsvCounter};
 use crate::selection::{self, PartialTable, Selected};
 use crate::snapshot::Snapshot;
@@ -51,7 +51,8 @@ pub fn partial(
     let name = BundleName::new(snapshot.time, Kind::Partial).with_codec(settings.compression.codec);
     let catalog = snapshot.tables()?;
     let partial_tables = resolve_partial_tables(settings, config, &catalog, &mut snapshot)?;
-    let (window, next_mark) = choose_window(settings, snapshot.time, minutes)?;
+    let (end, held_back) = snapshot.limit();
+    let (window, next_mark) = choose_window(settings, end, minutes)?;
     let fks: Option<Vec<ForeignKey>> = snapshot.json(FOREIGN_KEYS_SQL)?;
     let selected = selection::select(&partial_tables, &fks.unwrap_or_default(), window);
     require_complete_tables(settings, config, &catalog, &selected)?;
@@ -68,7 +69,7 @@ pub fn partial(
         settings,
         &name,
         &mut manifest,
-        next_mark,
+        next_mark.map(|at| Mark { at, held_back }),
         |writer, manifest| {
             pack_rows(&psql, &snapshot.id, &selected, manifest, writer)?;
             pack_files(settings, window, &referenced, manifest, writer)

@@ -6,7 +6,7 @@ use std::path::Path;
 use pgferry::exit::Exit;
 use pgferry::history::{self, JobHistory};
 use pgferry::settings::SenderSettings;
-use pgferry::watermark::{self, Watermark};
+use pgferry::watermark::{self, HeldBack, Watermark};
 use serde::Serialize;
 
 /// The sender's jobs, in the order status shows them.
@@ -36,13 +36,63 @@ pub fn run(config: &Path, json: bool) -> anyhow::Result<Exit> {
         println!("{}", pgferry::history::describe(job));
     }
     match &status.high_water_mark {
-        Some(mark) => println!(
-            "{:<14} {} (set by {})",
-            "high-water",
-            mark.high_water_mark.to_rfc3339(),
-            mark.bundle
-        ),
+        Some(mark) => {
+            println!(
+                "{:<14} {} (set by {})",
+                "high-water",
+                mark.high_water_mark.to_rfc3339(),
+                mark.bundle
+            );
+            if let Some(held) = &mark.held_back {
+                println!("{}", held_back_line(held));
+            }
+        }
         None => println!("{:<14} none (no bundle published yet)", "high-water"),
     }
     Ok(Exit::Done)
+}
+
+/// The transaction that keeps the mark short of the last snapshot, with a warning once it
+/// has done so for over an hour.
+fn held_back_line(held: &HeldBack) -> String {
+    let by = humantime::format_duration(held.by().to_std().unwrap_or_default());
+    let line = format!(
+        "{:<14} by {by}: the transaction of pid {} ({:?}) open since {}",
+        "held back",
+        held.pid,
+        held.application_name,
+        held.since.to_rfc3339()
+    );
+    if held.is_long() {
+        format!("{line}\nwarn: a transaction open for over an hour holds the partial window back; each partial resends what changed since it began")
+    } else {
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    fn held(since: &str) -> HeldBack {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+        HeldBack {
+            pid: 7,
+            application_name: "import".into(),
+            since: at(since),
+            snapshot: at("2026-01-01T12:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn status_warns_when_the_mark_is_held_back_over_an_hour() {
+        assert_eq!(
+            held_back_line(&held("2026-01-01T11:30:00Z")),
+            "held back      by 30m: the transaction of pid 7 (\"import\") open since 2026-01-01T11:30:00+00:00"
+        );
+        let long = held_back_line(&held("2026-01-01T10:00:00Z"));
+        assert!(long.starts_with("held back      by 2h: "), "{long}");
+        assert!(long.ends_with("\nwarn: a transaction open for over an hour holds the partial window back; each partial resends what changed since it began"), "{long}");
+    }
 }
