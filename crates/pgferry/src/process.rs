@@ -144,15 +144,17 @@ impl StderrTail {
         let handle = std::thread::spawn(move || {
             let mut reader = io::BufReader::new(stderr);
             let mut tail: VecDeque<String> = VecDeque::new();
+            let mut report = ErrorReport::default();
             while let Some(line) = read_capped_line(&mut reader) {
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();
                 tracing::debug!(target: "pgferry::child", "{text}");
+                report.see(&text);
                 if tail.len() == STDERR_TAIL_LINES {
                     tail.pop_front();
                 }
                 tail.push_back(text);
             }
-            tail.into_iter().collect::<Vec<_>>().join("\n")
+            report.before(tail)
         });
         StderrTail {
             handle: Some(handle),
@@ -165,6 +167,44 @@ impl StderrTail {
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default()
+    }
+}
+
+/// PostgreSQL's report of the first error a child printed: its `ERROR:` line and the
+/// `DETAIL:` and `HINT:` lines after it. It says why, and the statement or context that
+/// follows can be long enough to push it out of the tail, so it is kept apart and shown first.
+#[derive(Default)]
+struct ErrorReport {
+    lines: Vec<String>,
+    /// The lines right after the `ERROR:` line still belong to it.
+    open: bool,
+}
+
+impl ErrorReport {
+    fn see(&mut self, line: &str) {
+        if self.lines.is_empty() && line.contains("ERROR:  ") {
+            self.lines.push(line.to_string());
+            self.open = true;
+        } else if self.open && (line.starts_with("DETAIL:  ") || line.starts_with("HINT:  ")) {
+            self.lines.push(line.to_string());
+        } else {
+            self.open = false;
+        }
+    }
+
+    /// The report, then the tail without the report's lines.
+    fn before(self, tail: VecDeque<String>) -> String {
+        let mut lines = self.lines.clone();
+        let mut skip = self.lines;
+        for line in tail {
+            match skip.iter().position(|l| *l == line) {
+                Some(at) => {
+                    skip.remove(at);
+                }
+                None => lines.push(line),
+            }
+        }
+        lines.join("\n")
     }
 }
 
@@ -276,6 +316,37 @@ mod tests {
         assert_eq!(read_capped_line(&mut reader).unwrap().len(), LINE_LIMIT);
         assert_eq!(read_capped_line(&mut reader).unwrap(), b"last line");
         assert_eq!(read_capped_line(&mut reader), None);
+    }
+
+    #[test]
+    fn postgresqls_error_and_detail_come_first_even_when_a_long_context_follows() {
+        let mut stderr = String::from("psql:<stdin>:9: ERROR:  type \"public.mood\" does not exist\nDETAIL:  the detail\nHINT:  the hint\nQUERY:  CREATE TABLE public.node (\n");
+        for i in 0..40 {
+            stderr.push_str(&format!("    column{i} integer,\n"));
+        }
+        stderr.push_str(")\nCONTEXT:  PL/pgSQL function inline_code_block line 1 at EXECUTE\n");
+        let text = StderrTail::drain(std::io::Cursor::new(stderr.into_bytes())).finish();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "psql:<stdin>:9: ERROR:  type \"public.mood\" does not exist",
+                "DETAIL:  the detail",
+                "HINT:  the hint"
+            ]
+        );
+        assert_eq!(lines.len(), 3 + STDERR_TAIL_LINES);
+        assert_eq!(
+            lines.last(),
+            Some(&"CONTEXT:  PL/pgSQL function inline_code_block line 1 at EXECUTE")
+        );
+    }
+
+    #[test]
+    fn a_short_error_is_not_repeated() {
+        let stderr = "psql:<stdin>:1: ERROR:  boom\nDETAIL:  why\n";
+        let text = StderrTail::drain(std::io::Cursor::new(stderr.as_bytes().to_vec())).finish();
+        assert_eq!(text, "psql:<stdin>:1: ERROR:  boom\nDETAIL:  why");
     }
 
     #[test]
