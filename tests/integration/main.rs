@@ -23,3 +23,4 @@ mod operations;
 mod partial;
 mod recovery;
 mod remote;
+mod schemas;

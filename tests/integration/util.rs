@@ -84,6 +84,12 @@ impl Db {
     }
 
     fn psql_in(&self, dbname: &str, sql: &str) -> String {
+        self.psql_result(dbname, sql)
+            .unwrap_or_else(|err| panic!("psql failed on {sql}: {err}"))
+    }
+
+    /// psql's unaligned output, or its stderr when the statement failed.
+    fn psql_result(&self, dbname: &str, sql: &str) -> Result<String, String> {
         let env = Env::get();
         let out = Command::new("psql")
             .args([
@@ -101,15 +107,18 @@ impl Db {
             .args(["-p", &self.port.to_string(), "-d", dbname, "-c", sql])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "psql failed on {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8(out.stdout)
             .unwrap()
             .trim_end()
-            .to_string()
+            .to_string())
+    }
+
+    /// Runs SQL that may fail: its output, or psql's error.
+    pub fn sql_result(&self, sql: &str) -> Result<String, String> {
+        self.psql_result(&self.name, sql)
     }
 
     /// Runs SQL in this database and returns psql's unaligned output.

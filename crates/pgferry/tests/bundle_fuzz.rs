@@ -45,6 +45,7 @@ fn manifest(entries: Vec<Entry>) -> Manifest {
         snapshot_time: name.created,
         window: None,
         tables: vec![],
+        dependencies: vec![],
         file_sets: vec![],
         entries,
     }

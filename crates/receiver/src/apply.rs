@@ -17,7 +17,7 @@ use pgferry::bundle::reader::{read_entries, Verified};
 use pgferry::bundle::{Entry, Kind, Manifest};
 use pgferry::pg::Psql;
 use pgferry::process::StderrTail;
-use pgferry::settings::names::{quote_ident, quote_literal};
+use pgferry::settings::names::{quote_ident, quote_literal, QualifiedName};
 use pgferry::settings::ReceiverSettings;
 
 use crate::csv_to_copy::CsvToCopy;
@@ -25,9 +25,10 @@ use crate::ddl;
 use crate::dump_filter::DumpFilter;
 use crate::install::{self, Installed};
 use crate::ledger;
-use crate::plan::{Action, TablePlan};
+use crate::plan::{Action, Plan};
 use crate::post_data;
 use crate::refused::{Refused, PSQL_SCRIPT_ERROR};
+use crate::triggers;
 use crate::upsert;
 
 /// What applying did.
@@ -38,12 +39,12 @@ pub struct Applied {
 }
 
 /// Loads the database part (unless `db_done`: the ledger already has it) and installs the
-/// files. `plans` comes from [`crate::plan`].
+/// files. `plan` comes from [`crate::plan`].
 pub fn apply(
     settings: &ReceiverSettings,
     path: &Path,
     verified: &Verified,
-    plans: &[TablePlan],
+    plan: &Plan,
     db_done: bool,
 ) -> anyhow::Result<Applied> {
     check_file_sets(settings, &verified.manifest)?;
@@ -52,7 +53,7 @@ pub fn apply(
         settings,
         manifest: &verified.manifest,
         sha256: &verified.sha256,
-        plans,
+        plan,
         psql: &psql,
         transaction: None,
         db_done,
@@ -72,7 +73,7 @@ struct Loader<'a> {
     settings: &'a ReceiverSettings,
     manifest: &'a Manifest,
     sha256: &'a str,
-    plans: &'a [TablePlan],
+    plan: &'a Plan,
     psql: &'a Psql,
     transaction: Option<Transaction>,
     db_done: bool,
@@ -259,8 +260,33 @@ impl<'a> Loader<'a> {
             // every one so) also let rows of a reference cycle arrive in one transaction.
             writeln!(sql, "SET CONSTRAINTS ALL DEFERRED;")?;
         }
+        // The tables whose rows this load writes while their triggers exist.
+        let written: Vec<&QualifiedName> = match self.manifest.kind {
+            Kind::Partial => self.manifest.tables.iter().map(|t| &t.table).collect(),
+            Kind::Complete => self
+                .plan
+                .tables
+                .iter()
+                .zip(&self.manifest.tables)
+                .filter(|(plan, _)| plan.action == Action::Replace)
+                .map(|(_, table)| &table.table)
+                .collect(),
+        };
+        sql.extend(triggers::pause(written).as_bytes());
+        if !self.plan.create.is_empty() {
+            // As pg_dump does: a function body may use what is created after it.
+            writeln!(sql, "SET check_function_bodies = false;")?;
+        }
+        for dependency in &self.plan.create {
+            writeln!(
+                sql,
+                "CREATE SCHEMA IF NOT EXISTS {};",
+                quote_ident(&dependency.schema)
+            )?;
+            sql.extend(ddl::contained(dependency.ddl.as_bytes()));
+        }
         let mut truncate = Vec::new();
-        for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
+        for (plan, table) in self.plan.tables.iter().zip(&self.manifest.tables) {
             match plan.action {
                 Action::Replace => truncate.push(table.table.quoted()),
                 Action::Recreate | Action::Create => {
@@ -285,12 +311,13 @@ impl<'a> Loader<'a> {
     /// Indexes and constraints of created tables, row-count checks, the ledger row.
     fn epilogue(&self) -> anyhow::Result<Vec<u8>> {
         let mut sql = Vec::new();
+        sql.extend(triggers::resume().as_bytes());
         if self.manifest.kind == Kind::Partial {
             sql.extend(ledger::insert(self.manifest, self.sha256, ledger::APPLIED).as_bytes());
             return Ok(sql);
         }
         let mut posts = Vec::new();
-        for (plan, table) in self.plans.iter().zip(&self.manifest.tables) {
+        for (plan, table) in self.plan.tables.iter().zip(&self.manifest.tables) {
             if plan.action != Action::Replace {
                 posts.push(self.schema_entry(&table.schema_post)?);
             }
@@ -302,6 +329,17 @@ impl<'a> Loader<'a> {
             sql.extend(
                 row_check(&table.table.quoted(), &table.table.to_string(), table.rows).as_bytes(),
             );
+        }
+        for dependency in &self.manifest.dependencies {
+            if let Some(seq) = dependency.value {
+                writeln!(
+                    sql,
+                    "SELECT pg_catalog.setval({}::pg_catalog.regclass, {}, {});",
+                    quote_literal(&dependency.identity),
+                    seq.value,
+                    seq.called
+                )?;
+            }
         }
         sql.extend(ledger::insert(self.manifest, self.sha256, ledger::APPLIED).as_bytes());
         Ok(sql)

@@ -281,13 +281,7 @@ mod tests {
         TableManifest {
             table: QualifiedName::new(schema, name),
             rows: 0,
-            columns: columns
-                .iter()
-                .map(|c| Column {
-                    name: c.to_string(),
-                    type_name: "text".into(),
-                })
-                .collect(),
+            columns: columns.iter().map(|c| Column::new(c, "text")).collect(),
             key: None,
             parent: false,
             schema_pre: None,

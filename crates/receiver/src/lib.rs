@@ -19,4 +19,5 @@ pub mod refused;
 pub mod schema_diff;
 pub mod staleness;
 pub mod supersede;
+pub mod triggers;
 pub mod upsert;

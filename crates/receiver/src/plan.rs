@@ -2,6 +2,7 @@
 //! it, replace its rows, or drop and recreate it (guarantee 6).
 
 use pgferry::bundle::Manifest;
+use pgferry::pg::dependencies::{self, Dependency, Kind};
 use pgferry::pg::{catalog, Psql};
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::receiver::OnSchemaChange;
@@ -23,6 +24,16 @@ pub enum Action {
 pub struct TablePlan {
     pub table: QualifiedName,
     pub action: Action,
+}
+
+/// What a complete bundle does to the target, decided before anything changes.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// One per table of the manifest, in its order.
+    pub tables: Vec<TablePlan>,
+    /// The objects the tables need that the target lacks, in creation order; those it has
+    /// with the same definition are reused.
+    pub create: Vec<Dependency>,
 }
 
 /// What the target has of each of the bundle's tables, in manifest order.
@@ -54,8 +65,73 @@ pub fn partial(psql: &Psql, manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The actions for every table, or the error naming each table whose columns differ.
+/// The plan of a complete bundle, or the refusal naming every table whose columns differ
+/// and every type, domain, function, sequence or extension that differs or cannot be made.
 pub fn complete(
+    psql: &Psql,
+    manifest: &Manifest,
+    on_change: OnSchemaChange,
+) -> anyhow::Result<Plan> {
+    let (create, mut problems) = dependencies(psql, &manifest.dependencies)?;
+    match tables(psql, manifest, on_change) {
+        Ok(tables) if problems.is_empty() => Ok(Plan { tables, create }),
+        Ok(_) => Err(Refused::Schema(problems.join("\n")).into()),
+        Err(err) => match err.downcast::<Refused>() {
+            Ok(Refused::Schema(tables)) => {
+                problems.insert(0, tables);
+                Err(Refused::Schema(problems.join("\n")).into())
+            }
+            Ok(other) => Err(other.into()),
+            Err(err) => Err(err),
+        },
+    }
+}
+
+/// The dependencies the target lacks, and the problems with the others: a definition that
+/// differs (named like a column difference), an extension the target cannot install.
+fn dependencies(
+    psql: &Psql,
+    wanted: &[Dependency],
+) -> anyhow::Result<(Vec<Dependency>, Vec<String>)> {
+    let found = dependencies::on_target(psql, wanted)?;
+    let missing_extensions: Vec<&str> = wanted
+        .iter()
+        .zip(&found)
+        .filter(|(w, f)| w.kind == Kind::Extension && f.is_none())
+        .map(|(w, _)| w.identity.as_str())
+        .collect();
+    let available = dependencies::available_extensions(psql, &missing_extensions)?;
+    let mut create = Vec::new();
+    let mut problems = Vec::new();
+    for (wanted, found) in wanted.iter().zip(found) {
+        match found {
+            None if wanted.kind == Kind::Extension && !available.contains(&wanted.identity) => {
+                problems.push(format!(
+                    "extension {} is not installed on the target and cannot be: it is not available there; hint: install the package that provides it on the target server (for the contrib extensions: postgresql-contrib)",
+                    wanted.identity
+                ))
+            }
+            None => create.push(wanted.clone()),
+            Some(found) if found.ddl == wanted.ddl => {}
+            Some(found) => problems.push(format!(
+                "{} {} on the target differs from the bundle: the bundle has `{}`, the target `{}`\nhint: alter or drop it on the target to match",
+                wanted.kind,
+                wanted.identity,
+                one_line(&wanted.ddl),
+                one_line(&found.ddl)
+            )),
+        }
+    }
+    Ok((create, problems))
+}
+
+/// A definition on one line, for a message.
+fn one_line(ddl: &str) -> String {
+    ddl.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The actions for every table, or the error naming each table whose columns differ.
+fn tables(
     psql: &Psql,
     manifest: &Manifest,
     on_change: OnSchemaChange,

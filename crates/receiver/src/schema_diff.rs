@@ -43,10 +43,7 @@ mod tests {
     use super::*;
 
     fn col(name: &str, type_name: &str) -> Column {
-        Column {
-            name: name.into(),
-            type_name: type_name.into(),
-        }
+        Column::new(name, type_name)
     }
 
     #[test]

@@ -35,11 +35,20 @@ pub fn copy_into_stage(index: usize, columns: &[String]) -> String {
 }
 
 /// Moves the staged rows into the table: insert, or update the row with the same key.
+/// Generated columns are the table's to compute, so they are left out; identity columns
+/// that are `GENERATED ALWAYS` take the primary's values (`OVERRIDING SYSTEM VALUE`) and
+/// are never updated, which PostgreSQL refuses.
 pub fn upsert(index: usize, table: &TableManifest, columns: &[String], key: &[String]) -> String {
-    let list = column_list(columns);
-    let updates: Vec<String> = columns
+    let column = |name: &String| table.columns.iter().find(|c| &c.name == name);
+    let written: Vec<String> = columns
         .iter()
-        .filter(|c| !key.contains(c))
+        .filter(|c| !column(c).is_some_and(|c| c.generated))
+        .cloned()
+        .collect();
+    let list = column_list(&written);
+    let updates: Vec<String> = written
+        .iter()
+        .filter(|c| !key.contains(c) && !column(c).is_some_and(|c| c.identity_always))
         .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
         .collect();
     let action = if updates.is_empty() {
@@ -48,7 +57,7 @@ pub fn upsert(index: usize, table: &TableManifest, columns: &[String], key: &[St
         format!("UPDATE SET {}", updates.join(", "))
     };
     format!(
-        "INSERT INTO {} ({list}) SELECT {list} FROM {} ON CONFLICT ({}) DO {action};\n",
+        "INSERT INTO {} ({list}) OVERRIDING SYSTEM VALUE SELECT {list} FROM {} ON CONFLICT ({}) DO {action};\n",
         table.table.quoted(),
         stage_name(index),
         column_list(key)

@@ -34,6 +34,7 @@ pub fn new_manifest(
         snapshot_time,
         window: None,
         tables: Vec::new(),
+        dependencies: Vec::new(),
         file_sets: Vec::new(),
         entries: Vec::new(),
     }

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pgferry::pg::catalog::{self, TableInfo};
+use pgferry::pg::dependencies::{self, Dependency};
 use pgferry::pg::{Psql, Session};
 use pgferry::settings::names::QualifiedName;
 use pgferry::watermark::HeldBack;
@@ -75,6 +76,13 @@ impl Snapshot {
     pub fn table_info(&mut self, table: &QualifiedName) -> anyhow::Result<TableInfo> {
         let info: Option<TableInfo> = self.session.json(&catalog::table_info_sql(table))?;
         info.with_context(|| format!("table {table} disappeared from the source"))
+    }
+
+    /// What `tables` need besides their own DDL, in creation order, as the snapshot sees it.
+    pub fn dependencies(&mut self, tables: &[QualifiedName]) -> anyhow::Result<Vec<Dependency>> {
+        dependencies::collect(&mut self.session, tables).context(
+            "describe the types, domains, functions, sequences and extensions the tables use",
+        )
     }
 
     /// Any JSON-answering query, in the snapshot.

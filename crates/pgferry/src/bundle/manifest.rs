@@ -5,6 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::pg::dependencies::Dependency;
+
 use crate::pg::catalog::Column;
 use crate::settings::names::QualifiedName;
 
@@ -37,6 +39,9 @@ pub struct Manifest {
     /// The partial window `(start, end]`; `None` for a complete bundle.
     pub window: Option<Window>,
     pub tables: Vec<TableManifest>,
+    /// What the tables need besides their own DDL (complete bundles), in creation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<Dependency>,
     pub file_sets: Vec<FileSetManifest>,
     pub entries: Vec<Entry>,
 }

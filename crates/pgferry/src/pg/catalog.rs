@@ -24,6 +24,25 @@ pub struct Column {
     /// `format_type` of the column, e.g. `timestamp with time zone`.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// Computed by the table (`GENERATED ALWAYS AS (...) STORED`): never written to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
+    /// `GENERATED ALWAYS AS IDENTITY`: written only with `OVERRIDING SYSTEM VALUE`, and
+    /// never updated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identity_always: bool,
+}
+
+impl Column {
+    /// A plain column, as tests and the fuzzer build them.
+    pub fn new(name: &str, type_name: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_name: type_name.into(),
+            generated: false,
+            identity_always: false,
+        }
+    }
 }
 
 /// What `check` and the loaders need to know about one table.
@@ -82,7 +101,7 @@ pub fn table_info_sql(table: &QualifiedName) -> String {
     let literal = quote_literal(&table.quoted());
     format!(
         "SELECT CASE WHEN to_regclass({literal}) IS NULL THEN NULL ELSE json_build_object(\
-           'columns', (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum) \
+           'columns', (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'generated', a.attgenerated <> '', 'identity_always', a.attidentity = 'a') ORDER BY a.attnum) \
                        FROM pg_attribute a WHERE a.attrelid = to_regclass({literal}) AND a.attnum > 0 AND NOT a.attisdropped), \
            'key', (SELECT json_agg(a.attname ORDER BY k.ord) FROM \
                      (SELECT i.indkey FROM pg_index i WHERE i.indrelid = to_regclass({literal}) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \

@@ -162,18 +162,18 @@ fn load_one(
         return Ok(Outcome::Obsolete);
     }
     check_free_space(settings, verified)?;
-    let plans = if already {
-        Vec::new()
+    let plan = if already {
+        plan::Plan::default()
     } else {
         match manifest.kind {
             Kind::Complete => plan::complete(&psql, manifest, settings.complete.on_schema_change)?,
             Kind::Partial => {
                 plan::partial(&psql, manifest)?;
-                Vec::new()
+                plan::Plan::default()
             }
         }
     };
-    let applied = apply::apply(settings, path, verified, &plans, already)?;
+    let applied = apply::apply(settings, path, verified, &plan, already)?;
     if let Some(post) = &settings.postprocess {
         hook::run(post, path, manifest)?;
     }

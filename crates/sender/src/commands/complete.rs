@@ -61,6 +61,7 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
         for table in &tables {
             manifest.tables.push(describe(&mut snapshot, table)?);
         }
+        manifest.dependencies = snapshot.dependencies(&tables)?;
         publish(
             settings,
             &name,

@@ -24,6 +24,7 @@ fn manifest(name: &BundleName) -> Manifest {
         snapshot_time: name.created,
         window: None,
         tables: vec![],
+        dependencies: vec![],
         file_sets: vec![],
         entries: vec![],
     }
