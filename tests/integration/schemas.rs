@@ -156,3 +156,90 @@ fn a_type_that_differs_on_the_target_is_a_schema_difference_named_before_anythin
     );
     assert_eq!(ferry.ledger(), Vec::<String>::new());
 }
+
+/// A partitioned table with a default partition, beside a plain table.
+const PARTITIONED: &str = r#"
+CREATE TYPE public.mood AS ENUM ('sad', 'ok');
+CREATE TABLE public.events (id bigint, at date NOT NULL, kind public.mood, "timeStamp" timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE public.events_other PARTITION OF public.events DEFAULT;
+CREATE INDEX ON public.events ("timeStamp");
+INSERT INTO public.events (id, at, kind) SELECT g, date '2024-12-01' + g * 7, 'ok' FROM generate_series(1, 120) g;
+CREATE TABLE public.other (id int PRIMARY KEY);
+INSERT INTO public.other VALUES (1), (2);
+"#;
+
+const PARTITIONS: [&str; 4] = [
+    "public.events",
+    "public.events_2025",
+    "public.events_2026",
+    "public.events_other",
+];
+
+fn assert_partitions_copied(ferry: &Ferry) {
+    for table in PARTITIONS {
+        ferry.assert_same(table, "id");
+    }
+    let bounds = "SELECT string_agg(c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid), '; ' ORDER BY c.relname) FROM pg_class c WHERE c.relispartition";
+    assert_eq!(ferry.target.sql(bounds), ferry.source.sql(bounds));
+    assert_eq!(
+        ferry.target.sql("SELECT count(*) FROM public.events"),
+        "120"
+    );
+    // The root holds no rows of its own: each row is in its partition, once.
+    assert_eq!(
+        ferry.target.sql("SELECT count(*) FROM ONLY public.events"),
+        "0"
+    );
+    assert_eq!(
+        ferry.target.sql("SELECT count(*) FROM public.events_other"),
+        ferry.source.sql("SELECT count(*) FROM public.events_other")
+    );
+}
+
+#[test]
+fn a_partition_tree_copies_whole_and_once_whether_the_config_names_the_root_a_partition_or_both() {
+    for tables in [
+        r#"["public.events", "public.other"]"#,
+        r#"["public.events_2026", "public.other"]"#,
+        r#"["public.*"]"#,
+    ] {
+        let ferry = Ferry::with(
+            PARTITIONED,
+            tables,
+            "[[partial.tables]]\ntable = \"events\"\nchanged_at = \"timeStamp\"\n",
+            "",
+        );
+        ferry.ship();
+        assert_partitions_copied(&ferry);
+        let manifest = ferry.manifest(&ferry.inbox_sub("applied")[0]);
+        let names: Vec<&str> = manifest["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["table"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "events",
+                "events_2025",
+                "events_2026",
+                "events_other",
+                "other"
+            ],
+            "{tables}"
+        );
+
+        // The next complete replaces it, and a partial upserts through the root.
+        ferry.ship();
+        ferry.source.sql(
+            "UPDATE public.events SET kind = 'sad', \"timeStamp\" = now() WHERE id IN (3, 60, 119); INSERT INTO public.events (id, at, kind) VALUES (500, '2026-06-01', 'sad')",
+        );
+        ferry.ship_partial(&[]);
+        for table in PARTITIONS {
+            ferry.assert_same(table, "id");
+        }
+    }
+}

@@ -386,13 +386,14 @@ fn rows_index(path: &str) -> anyhow::Result<usize> {
         .with_context(|| format!("rows entry {path} has no table index"))
 }
 
-/// A statement that aborts the transaction unless `table` holds `rows` rows.
+/// A statement that aborts the transaction unless `table` holds `rows` rows of its own:
+/// a partitioned table's rows live in its partitions, and each of those is checked itself.
 fn row_check(quoted: &str, display: &str, rows: u64) -> String {
     let message = quote_literal(&format!(
         "table {display} has a different row count than the bundle ({rows})"
     ));
     format!(
-        "SELECT CASE WHEN count(*) = {rows} THEN NULL ELSE pg_catalog.jsonb_build_object('error', {message})::text::int END FROM {quoted};\n"
+        "SELECT CASE WHEN count(*) = {rows} THEN NULL ELSE pg_catalog.jsonb_build_object('error', {message})::text::int END FROM ONLY {quoted};\n"
     )
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use pgferry::pg::catalog::{self, TableInfo};
+use pgferry::pg::catalog::{self, PartitionMember, TableInfo};
 use pgferry::pg::dependencies::{self, Dependency};
 use pgferry::pg::{Psql, Session};
 use pgferry::settings::names::QualifiedName;
@@ -71,6 +71,13 @@ impl Snapshot {
     pub fn tables(&mut self) -> anyhow::Result<Vec<QualifiedName>> {
         let tables: Option<Vec<QualifiedName>> = self.session.json(catalog::TABLES_SQL)?;
         Ok(tables.unwrap_or_default())
+    }
+
+    /// The members of every partition tree, as the snapshot sees them.
+    pub fn partition_trees(&mut self) -> anyhow::Result<Vec<PartitionMember>> {
+        let trees: Option<Vec<PartitionMember>> =
+            self.session.json(catalog::PARTITION_TREES_SQL)?;
+        Ok(trees.unwrap_or_default())
     }
 
     pub fn table_info(&mut self, table: &QualifiedName) -> anyhow::Result<TableInfo> {

@@ -17,6 +17,25 @@ pub const TABLES_SQL: &str = "SELECT json_agg(json_build_object('schema', n.nspn
          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
          AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname <> 'pgferry'";
 
+/// A table of a partition tree: the partitioned root, its partitions, theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PartitionMember {
+    pub table: QualifiedName,
+    pub root: QualifiedName,
+    /// 0 for the root, 1 for its partitions, and so on.
+    pub depth: i32,
+}
+
+/// Every member of every partition tree, each tree's root first, then by depth and name;
+/// answers JSON or NULL.
+pub const PARTITION_TREES_SQL: &str = "SELECT json_agg(json_build_object(\
+           'table', json_build_object('schema', mn.nspname, 'name', m.relname), \
+           'root', json_build_object('schema', rn.nspname, 'name', r.relname), \
+           'depth', t.level) ORDER BY rn.nspname, r.relname, t.level, mn.nspname, m.relname) \
+         FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace, \
+              pg_partition_tree(r.oid) t JOIN pg_class m ON m.oid = t.relid JOIN pg_namespace mn ON mn.oid = m.relnamespace \
+         WHERE r.relkind = 'p' AND NOT r.relispartition AND m.relkind IN ('r', 'p')";
+
 /// A column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {

@@ -43,7 +43,8 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
     let name =
         BundleName::new(snapshot.time, Kind::Complete).with_codec(settings.compression.codec);
     let catalog = snapshot.tables()?;
-    let tables = tables::complete_tables(settings, config, &catalog)?;
+    let trees = snapshot.partition_trees()?;
+    let tables = tables::complete_tables(settings, config, &catalog, &trees)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     let connection = settings.source.connection();
     let snapshot_id = snapshot.id.clone();

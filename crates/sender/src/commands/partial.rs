@@ -13,7 +13,7 @@ use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
 use pgferry::job::{Jobs, Options};
-use pgferry::pg::catalog::{ForeignKey, FOREIGN_KEYS_SQL};
+use pgferry::pg::catalog::{ForeignKey, PartitionMember, FOREIGN_KEYS_SQL};
 use pgferry::pg::Psql;
 use pgferry::settings::names::{quote_ident, QualifiedName};
 use pgferry::settings::{ConfigError, SenderSettings};
@@ -55,7 +55,8 @@ pub fn partial(
     let (window, next_mark) = choose_window(settings, end, minutes)?;
     let fks: Option<Vec<ForeignKey>> = snapshot.json(FOREIGN_KEYS_SQL)?;
     let selected = selection::select(&partial_tables, &fks.unwrap_or_default(), window);
-    require_complete_tables(settings, config, &catalog, &selected)?;
+    let trees = snapshot.partition_trees()?;
+    require_complete_tables(settings, config, &catalog, &trees, &selected)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     manifest.window = Some(ManifestWindow {
         start: window.start,
@@ -122,9 +123,10 @@ fn require_complete_tables(
     settings: &SenderSettings,
     config: &Path,
     catalog: &[QualifiedName],
+    trees: &[PartitionMember],
     selected: &[Selected],
 ) -> anyhow::Result<()> {
-    let complete = tables::complete_tables(settings, config, catalog)?;
+    let complete = tables::complete_tables(settings, config, catalog, trees)?;
     let outside: Vec<String> = selected
         .iter()
         .filter(|s| !complete.contains(&s.table))
