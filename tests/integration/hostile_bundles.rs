@@ -489,3 +489,17 @@ fn values_that_look_like_sql_or_meta_commands_arrive_as_data_in_both_kinds() {
     assert!(!pwned.exists());
     assert_eq!(ferry.ledger().len(), 2);
 }
+
+#[test]
+fn an_extension_the_target_cannot_install_is_refused_by_name_before_anything_changes() {
+    let attack = Attack::new("");
+    attack.craft(|b| {
+        b.manifest["dependencies"] = serde_json::json!([{
+            "kind": "extension",
+            "identity": "pgferry_no_such_extension",
+            "schema": "public",
+            "ddl": "CREATE EXTENSION IF NOT EXISTS pgferry_no_such_extension WITH SCHEMA public",
+        }]);
+    });
+    attack.refused("extension pgferry_no_such_extension is not installed on the target and cannot be: it is not available there; hint: install the package that provides it on the target server (for the contrib extensions: postgresql-contrib)");
+}
