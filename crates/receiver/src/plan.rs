@@ -87,8 +87,9 @@ pub fn complete(
     }
 }
 
-/// The dependencies the target lacks, and the problems with the others: a definition that
-/// differs (named like a column difference), an extension the target cannot install.
+/// The dependencies the target lacks (or, for a function, has in another version), and the
+/// problems with the others: a type, domain, sequence or extension that differs (named like
+/// a column difference), an extension the target cannot install.
 fn dependencies(
     psql: &Psql,
     wanted: &[Dependency],
@@ -113,6 +114,13 @@ fn dependencies(
             }
             None => create.push(wanted.clone()),
             Some(found) if found.ddl == wanted.ddl => {}
+            // Functions change on the primary as the application does; their DDL is
+            // CREATE OR REPLACE, so the copy follows. PostgreSQL refuses a replacement
+            // that changes the return type, which then fails the load by name.
+            Some(_) if wanted.kind == Kind::Function => {
+                tracing::info!(function = %wanted.identity, "the function differs on the target; replacing it with the bundle's");
+                create.push(wanted.clone());
+            }
             Some(found) => problems.push(format!(
                 "{} {} on the target differs from the bundle: the bundle has `{}`, the target `{}`\nhint: alter or drop it on the target to match",
                 wanted.kind,
