@@ -2,7 +2,7 @@
 //! (guarantee 4). The window's end, and the high-water mark, wait at its start.
 
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 
 use crate::ferry::*;
 use crate::util::*;
@@ -19,31 +19,8 @@ impl Open {
     /// Runs `sql` in a transaction it leaves open; returns once the server shows it idle
     /// in that transaction, so the statement has run.
     fn begin(db: &Db, sql: &str) -> Open {
-        let env = Env::get();
         let app = unique("long_txn");
-        let mut child = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                env.var("PG_HOST"),
-            ])
-            .args([
-                "-U",
-                env.var("PG_USER"),
-                "-p",
-                &db.port.to_string(),
-                "-d",
-                &db.name,
-            ])
-            .env("PGAPPNAME", &app)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
+        let (child, mut stdin) = db.kept_session(&app);
         writeln!(stdin, "BEGIN;\n{sql};").unwrap();
         stdin.flush().unwrap();
         let query = format!(

@@ -386,31 +386,34 @@ pub struct Waiter {
 }
 
 impl Db {
-    /// Takes `LOCK TABLE table IN mode MODE` in a transaction of its own and returns once
-    /// `pg_locks` shows the lock granted.
-    pub fn hold_lock(&self, table: &str, mode: &str) -> HeldLock {
-        use std::io::Write;
+    /// A `psql` the test keeps running and feeds through its stdin; its session shows as
+    /// `application_name` in `pg_stat_activity`, so the test can watch what it does.
+    pub fn kept_session(
+        &self,
+        application_name: &str,
+    ) -> (std::process::Child, std::process::ChildStdin) {
         use std::process::Stdio;
         let env = Env::get();
-        let app = unique("pgferry_test_lock");
         let mut child = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                env.var("PG_HOST"),
-            ])
-            .args(["-U", env.var("PG_USER"), "-p", &self.port.to_string()])
-            .args(["-d", &self.name])
-            .env("PGAPPNAME", &app)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", env.var("PG_HOST"), "-U", env.var("PG_USER")])
+            .args(["-p", &self.port.to_string(), "-d", &self.name])
+            .env("PGAPPNAME", application_name)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        (child, stdin)
+    }
+
+    /// Takes `LOCK TABLE table IN mode MODE` in a transaction of its own and returns once
+    /// `pg_locks` shows the lock granted.
+    pub fn hold_lock(&self, table: &str, mode: &str) -> HeldLock {
+        use std::io::Write;
+        let app = unique("pgferry_test_lock");
+        let (mut child, mut stdin) = self.kept_session(&app);
         writeln!(stdin, "BEGIN;\nLOCK TABLE {table} IN {mode} MODE;").unwrap();
         stdin.flush().unwrap();
         // `ACCESS EXCLUSIVE` is `AccessExclusiveLock` in pg_locks.
