@@ -175,3 +175,46 @@ fn the_example_configs_name_a_readme_section_that_exists() {
         );
     }
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_binaries_themselves() {
+    for program in ["sender", "receiver"] {
+        let bash = run(program, &["completions", "bash"]);
+        bash.expect_code(0);
+        assert!(
+            bash.stdout.contains(&format!("complete -F _{program} "))
+                && bash.stdout.contains("status"),
+            "{}",
+            bash.stdout
+        );
+        let zsh = run(program, &["completions", "zsh"]);
+        zsh.expect_code(0);
+        assert!(
+            zsh.stdout.starts_with(&format!("#compdef {program}")),
+            "{}",
+            zsh.stdout
+        );
+        let fish = run(program, &["completions", "fish"]);
+        fish.expect_code(0);
+        assert!(
+            fish.stdout.contains(&format!("complete -c {program} ")),
+            "{}",
+            fish.stdout
+        );
+        let man = run(program, &["man"]);
+        man.expect_code(0);
+        assert!(
+            man.stdout.contains(&format!(".TH {program} 1")),
+            "{}",
+            man.stdout
+        );
+        assert!(
+            man.stdout.contains(&format!("/etc/pgferry/{program}.toml")),
+            "{}",
+            man.stdout
+        );
+        run(program, &["completions", "tcsh"]).expect_code(2);
+    }
+    assert!(run("sender", &["man"]).stdout.contains("check\\-remote"));
+    assert!(run("receiver", &["man"]).stdout.contains("load"));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, ValueEnum};
 use pgferry::exit::Exit;
 use pgferry::logging::{self, LogFormat, RecentLines};
 
@@ -35,12 +35,58 @@ pub struct GlobalArgs {
 /// Parses the command line of a binary whose config file defaults to `default_config`,
 /// so `--help` shows that binary's own path.
 pub fn parse<C: Parser>(default_config: &str) -> C {
-    let command = C::command().mut_arg("config", |arg| {
+    C::from_arg_matches(&command::<C>(default_config).get_matches())
+        .unwrap_or_else(|err| err.exit())
+}
+
+/// The binary's command-line definition, its config default spelled out.
+fn command<C: CommandFactory>(default_config: &str) -> clap::Command {
+    C::command().mut_arg("config", |arg| {
         arg.help(format!(
             "Configuration file [default: $PGFERRY_CONFIG, else {default_config}]"
         ))
-    });
-    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
+    })
+}
+
+/// What the binaries print about themselves for installation, from the same clap
+/// definitions that parse their command lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes `C`'s completions for `shell` to stdout.
+pub fn completions<C: CommandFactory>(default_config: &str, shell: Shell) -> anyhow::Result<Exit> {
+    let mut command = command::<C>(default_config);
+    let name = command.get_name().to_string();
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    // Into memory first: the generator panics when its writer fails (a closed pipe).
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut text);
+    print(&text, "the completions")
+}
+
+/// Writes `C`'s man page (roff) to stdout.
+pub fn man_page<C: CommandFactory>(default_config: &str) -> anyhow::Result<Exit> {
+    let mut text = Vec::new();
+    clap_mangen::Man::new(command::<C>(default_config)).render(&mut text)?;
+    print(&text, "the man page")
+}
+
+fn print(text: &[u8], what: &str) -> anyhow::Result<Exit> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text)
+        .and_then(|()| stdout.flush())
+        .map_err(|err| anyhow::anyhow!("write {what} to stdout: {err}"))?;
+    Ok(Exit::Done)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -19,6 +19,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Job(Job),
+    /// Print shell completions on stdout, to install (see the README's Install)
+    Completions {
+        #[arg(value_enum)]
+        shell: pgferry_cli::Shell,
+    },
+    /// Print the man page (roff) on stdout, to install (see the README's Install)
+    Man,
+}
+
+/// The commands that read the config: jobs, checks and reports.
+#[derive(Debug, Subcommand)]
+enum Job {
     /// Self-test: config, psql, database, inbox and file dirs writable, free disk, state
     /// dir. Prints ok/warn/FAIL per item; exits 1 if anything failed
     Check,
@@ -53,18 +67,28 @@ const DEFAULT_CONFIG: &str = "/etc/pgferry/receiver.toml";
 
 fn main() -> ExitCode {
     let cli: Cli = pgferry_cli::parse(DEFAULT_CONFIG);
+    let result = match cli.command {
+        // Nothing to configure or log for these: they describe the binary itself.
+        Command::Completions { shell } => pgferry_cli::completions::<Cli>(DEFAULT_CONFIG, shell),
+        Command::Man => pgferry_cli::man_page::<Cli>(DEFAULT_CONFIG),
+        Command::Job(job) => run(job, &cli.global),
+    };
+    pgferry_cli::finish(result)
+}
+
+/// A command that reads the config: logging first, then the command.
+fn run(job: Job, global: &GlobalArgs) -> anyhow::Result<pgferry::exit::Exit> {
     // Test builds only: FAILPOINTS=name=return makes the named step kill the process.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    let options = cli.global.init();
-    let config = cli.global.config_path(DEFAULT_CONFIG);
-    let result = match cli.command {
-        Command::Check => commands::check::run(&config),
-        Command::Load { once } => commands::load::run(&config, once, &options),
-        Command::Verify { bundle } => commands::verify::run(&bundle),
-        Command::Prune => commands::prune::run(&config, &options),
-        Command::Run => commands::run::run(&config, &options),
-        Command::Status { json } => commands::status::run(&config, json),
-    };
-    pgferry_cli::finish(result)
+    let options = global.init();
+    let config = global.config_path(DEFAULT_CONFIG);
+    match job {
+        Job::Check => commands::check::run(&config),
+        Job::Load { once } => commands::load::run(&config, once, &options),
+        Job::Verify { bundle } => commands::verify::run(&bundle),
+        Job::Prune => commands::prune::run(&config, &options),
+        Job::Run => commands::run::run(&config, &options),
+        Job::Status { json } => commands::status::run(&config, json),
+    }
 }
