@@ -19,6 +19,7 @@ mod hostile_link;
 mod hostile_ops;
 mod hostile_pg;
 mod long_transaction;
+mod metrics;
 mod operations;
 mod partial;
 mod recovery;

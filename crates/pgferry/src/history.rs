@@ -19,6 +19,9 @@ pub struct JobHistory {
     pub last_error: Option<String>,
     /// When the last FAILED email went out; `None` once the job recovered.
     pub last_alert: Option<DateTime<Utc>>,
+    /// How long the last run took, in milliseconds.
+    #[serde(default)]
+    pub last_duration_ms: Option<u64>,
 }
 
 /// The email a run's outcome calls for.

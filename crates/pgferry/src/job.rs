@@ -36,6 +36,8 @@ pub struct Jobs {
     /// `--no-alert`: keep history, send no email.
     pub no_alert: bool,
     pub host: String,
+    /// Runs after every job, once its history is written: the side's metrics.
+    pub after_job: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Jobs {
@@ -46,7 +48,14 @@ impl Jobs {
             recent: options.recent.clone(),
             no_alert: options.no_alert,
             host: alert::host_name(),
+            after_job: None,
         }
+    }
+
+    /// The same, calling `after_job` after every job.
+    pub fn with_after_job(mut self, after_job: impl Fn() + Send + Sync + 'static) -> Jobs {
+        self.after_job = Some(Arc::new(after_job));
+        self
     }
 
     /// `work` as a daemon job on `schedule`. Its errors were logged and alerted by
@@ -86,13 +95,22 @@ impl Jobs {
                 tracing::error!(job, seconds, result = "failed", error = %format!("{err:#}"), "job failed")
             }
         }
-        self.after(job, result.as_ref().err(), Utc::now());
+        self.after(job, result.as_ref().err(), started.elapsed(), Utc::now());
+        if let Some(after_job) = &self.after_job {
+            after_job();
+        }
         result
     }
 
     /// Records the outcome and sends the email it calls for; problems are only logged.
-    fn after(&self, job: &str, error: Option<&anyhow::Error>, now: DateTime<Utc>) {
-        if let Err(err) = self.record(job, error, now) {
+    fn after(
+        &self,
+        job: &str,
+        error: Option<&anyhow::Error>,
+        took: std::time::Duration,
+        now: DateTime<Utc>,
+    ) {
+        if let Err(err) = self.record(job, error, took, now) {
             tracing::error!(job, error = %format!("{err:#}"), "could not record the job's history or send its alert");
         }
     }
@@ -101,9 +119,11 @@ impl Jobs {
         &self,
         job: &str,
         error: Option<&anyhow::Error>,
+        took: std::time::Duration,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let mut history = history::read(&self.state_dir, job)?;
+        history.last_duration_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
         let repeat_after = self.alerts.repeat_after();
         let failures_before = history.consecutive_failures;
         let notice = match error {

@@ -12,6 +12,7 @@ pub mod hook;
 pub mod inbox;
 pub mod install;
 pub mod ledger;
+pub mod metrics;
 pub mod plan;
 pub mod post_data;
 pub mod prune;

@@ -57,8 +57,11 @@ enum Job {
     /// last success and failure
     Status {
         /// Print JSON instead of text
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Print the metrics in Prometheus' text format, as [metrics] textfile holds them
+        #[arg(long)]
+        prometheus: bool,
     },
 }
 
@@ -89,6 +92,6 @@ fn run(job: Job, global: &GlobalArgs) -> anyhow::Result<pgferry::exit::Exit> {
         Job::Verify { bundle } => commands::verify::run(&bundle),
         Job::Prune => commands::prune::run(&config, &options),
         Job::Run => commands::run::run(&config, &options),
-        Job::Status { json } => commands::status::run(&config, json),
+        Job::Status { json, prometheus } => commands::status::run(&config, json, prometheus),
     }
 }

@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod dump;
 pub mod horizon;
+pub mod metrics;
 pub mod pack;
 pub mod publish;
 pub mod rows;

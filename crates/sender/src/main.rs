@@ -57,8 +57,11 @@ enum Job {
     /// Show each job's last success and failure, and the partial high-water mark
     Status {
         /// Print JSON instead of text
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Print the metrics in Prometheus' text format, as [metrics] textfile holds them
+        #[arg(long)]
+        prometheus: bool,
     },
 }
 
@@ -89,6 +92,6 @@ fn run(job: Job, global: &GlobalArgs) -> anyhow::Result<pgferry::exit::Exit> {
         Job::Partial { minutes } => commands::partial::run(&config, minutes, &options),
         Job::CheckRemote => commands::check_remote::run(&config, &options),
         Job::Run => commands::run::run(&config, &options),
-        Job::Status { json } => commands::status::run(&config, json),
+        Job::Status { json, prometheus } => commands::status::run(&config, json, prometheus),
     }
 }

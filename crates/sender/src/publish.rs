@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use pgferry::bundle::manifest::Source;
 use pgferry::bundle::writer::BundleWriter;
 use pgferry::bundle::{BundleName, Manifest, FORMAT_VERSION};
+use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::settings::SenderSettings;
 use pgferry::sftp::Upload;
 use pgferry::watermark::{self, HeldBack, Watermark};
@@ -72,10 +73,9 @@ pub fn publish(
         .and_then(|writer| {
             fail::fail_point!("sender-after-dump", |_| pgferry::process::kill_self());
             writer.finish(manifest).context("finish the bundle")
-        })
-        .map(|(upload, _)| upload);
-    let upload = match written {
-        Ok(upload) => upload,
+        });
+    let (upload, written) = match written {
+        Ok(done) => done,
         Err(err) => {
             inbox.discard(&temp);
             return Err(err.context(format!(
@@ -97,5 +97,14 @@ pub fn publish(
             },
         )?;
     }
+    last_bundles::record(
+        &settings.state.dir,
+        name.kind,
+        BundleFacts {
+            bundle: name.file_name(),
+            bytes: written.size,
+            rows: manifest.total_rows(),
+        },
+    )?;
     Ok(published)
 }

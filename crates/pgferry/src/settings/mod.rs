@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod connection;
 mod error;
+pub mod metrics;
 pub mod names;
 pub mod receiver;
 pub mod sender;

@@ -24,6 +24,8 @@ pub struct ReceiverSettings {
     pub state: StateSettings,
     pub alerts: AlertSettings,
     pub schedule: ReceiverSchedule,
+    #[serde(default)]
+    pub metrics: Option<super::metrics::MetricsSettings>,
 }
 
 libpq_section! {

@@ -24,6 +24,8 @@ pub struct SenderSettings {
     pub state: StateSettings,
     pub alerts: AlertSettings,
     pub schedule: SenderSchedule,
+    #[serde(default)]
+    pub metrics: Option<super::metrics::MetricsSettings>,
 }
 
 libpq_section! {

@@ -12,7 +12,8 @@ use pgferry::bundle::reader::Verified;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::checks::free_space;
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
+use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::pg::Psql;
 use pgferry::settings::{ReceiverSettings, Size};
 
@@ -21,7 +22,7 @@ use crate::{apply, blocked, hook, inbox, install, ledger, plan, prune, supersede
 
 pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     jobs.run("load", || job(&settings, once))?;
     Ok(Exit::Done)
 }
@@ -179,6 +180,17 @@ fn load_one(
     }
     fail::fail_point!("receiver-after-hook", |_| pgferry::process::kill_self());
     inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
+    if !already {
+        last_bundles::record(
+            &settings.state.dir,
+            name.kind,
+            BundleFacts {
+                bundle: name.file_name(),
+                bytes: verified.size,
+                rows: applied.loaded_rows,
+            },
+        )?;
+    }
     tracing::info!(
         bundle = %name, rows = applied.loaded_rows, files = applied.files.written, kept = applied.files.kept,
         seconds = started.elapsed().as_secs_f64(), already_loaded = already, "applied"

@@ -4,14 +4,14 @@ use std::path::Path;
 
 use chrono::Utc;
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
 use pgferry::settings::ReceiverSettings;
 
 use crate::prune;
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     jobs.run("prune", || job(&settings))?;
     Ok(Exit::Done)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use pgferry::daemon;
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
 use pgferry::settings::ReceiverSettings;
 
 use crate::commands::{load, prune};
@@ -15,7 +15,7 @@ use crate::staleness;
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = Arc::new(ReceiverSettings::read(config)?);
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     let started = Utc::now();
     let load_job = {
         let (settings, jobs) = (settings.clone(), jobs.clone());

@@ -61,8 +61,12 @@ pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result
     })
 }
 
-pub fn run(config: &Path, json: bool) -> anyhow::Result<Exit> {
+pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
+    if prometheus {
+        print!("{}", crate::metrics::render(&settings, Utc::now())?);
+        return Ok(Exit::Done);
+    }
     let status = gather(&settings, Utc::now())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);

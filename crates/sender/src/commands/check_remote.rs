@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
 use pgferry::report::{Report, Status};
 use pgferry::settings::sender::Remote;
 use pgferry::settings::{SenderSettings, Size};
@@ -18,7 +18,7 @@ pub const MIN_FREE: Size = Size(1 << 30);
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     jobs.run("check-remote", || check_remote(&settings))?;
     Ok(Exit::Done)
 }

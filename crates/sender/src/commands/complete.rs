@@ -11,7 +11,7 @@ use pgferry::bundle::manifest::TableManifest;
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
 use pgferry::pg::Psql;
 use pgferry::pipe::ReadAhead;
 use pgferry::process::CommandReader;
@@ -24,7 +24,7 @@ use crate::{dump, pack, tables};
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     jobs.run("complete", || job(&settings, config))?;
     Ok(Exit::Done)
 }

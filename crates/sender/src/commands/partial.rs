@@ -12,7 +12,7 @@ use pgferry::bundle::manifest::{TableManifest, Window as ManifestWindow};
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
 use pgferry::pg::catalog::{ForeignKey, PartitionMember, FOREIGN_KEYS_SQL};
 use pgferry::pg::Psql;
 use pgferry::settings::names::{quote_ident, QualifiedName};
@@ -28,7 +28,7 @@ use crate::{pack, tables};
 
 pub fn run(config: &Path, minutes: Option<u32>, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     jobs.run("partial", || job(&settings, config, minutes))?;
     Ok(Exit::Done)
 }

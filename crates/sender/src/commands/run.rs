@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pgferry::daemon;
 use pgferry::exit::Exit;
-use pgferry::job::{Jobs, Options};
+use pgferry::job::Options;
 use pgferry::settings::SenderSettings;
 
 use crate::commands::{check_remote, complete, partial};
@@ -14,7 +14,7 @@ use crate::commands::{check_remote, complete, partial};
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = Arc::new(SenderSettings::read(config)?);
     let config: Arc<PathBuf> = Arc::new(config.to_path_buf());
-    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    let jobs = crate::metrics::jobs(&settings, options);
     let complete_job = {
         let (settings, config) = (settings.clone(), config.clone());
         move || complete::job(&settings, &config)

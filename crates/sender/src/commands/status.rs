@@ -25,8 +25,12 @@ pub fn gather(settings: &SenderSettings) -> anyhow::Result<Status> {
     })
 }
 
-pub fn run(config: &Path, json: bool) -> anyhow::Result<Exit> {
+pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
+    if prometheus {
+        print!("{}", crate::metrics::render(&settings, chrono::Utc::now())?);
+        return Ok(Exit::Done);
+    }
     let status = gather(&settings)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -1,0 +1,92 @@
+//! The receiver's metrics (`[metrics] textfile`, `receiver status --prometheus`): its
+//! jobs, its last bundles, the queue (pending, failed, blocked) and the lag.
+
+use chrono::{DateTime, Utc};
+use pgferry::history;
+use pgferry::job::{Jobs, Options};
+use pgferry::last_bundles;
+use pgferry::metrics::{self, Exposition};
+use pgferry::pg::Psql;
+use pgferry::settings::ReceiverSettings;
+
+use crate::commands::status::JOBS;
+use crate::{blocked, inbox, ledger};
+
+/// The receiver's metrics at `now`, in Prometheus' text format. The lag needs the target
+/// database; when it cannot be asked, the lag is left out and the rest is written.
+pub fn render(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let state = &settings.state.dir;
+    let mut out = Exposition::default();
+    metrics::jobs(&mut out, &history::all(state, &JOBS)?);
+    metrics::bundles(&mut out, &last_bundles::read(state)?);
+    let pending = inbox::pending(&settings.inbox.dir)?;
+    out.gauge(
+        "pgferry_receiver_pending_bundles",
+        "Bundles in the inbox waiting to be applied.",
+        &[],
+        pending.len() as f64,
+    );
+    out.gauge(
+        "pgferry_receiver_failed_bundles",
+        "Bundles in the inbox's failed/ directory.",
+        &[],
+        inbox::list(&settings.inbox.dir.join(inbox::FAILED))?.len() as f64,
+    );
+    let blocked =
+        blocked::read(state)?.is_some_and(|b| pending.iter().any(|n| n.file_name() == b.bundle));
+    out.gauge(
+        "pgferry_receiver_blocked",
+        "1 while a bundle the target refused blocks the queue.",
+        &[],
+        f64::from(u8::from(blocked)),
+    );
+    match newest_applied(settings) {
+        Ok(Some(newest)) => out.gauge(
+            "pgferry_receiver_lag_seconds",
+            "Seconds from the newest applied bundle's source snapshot (or window end) to now.",
+            &[],
+            (now - newest).num_milliseconds() as f64 / 1000.0,
+        ),
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "metrics without the lag: the ledger could not be read")
+        }
+    }
+    Ok(out.render())
+}
+
+/// The source time of the newest applied bundle, from the ledger.
+fn newest_applied(settings: &ReceiverSettings) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let psql = Psql::new(settings.target.connection());
+    let newest = [
+        ledger::last_applied(&psql, "complete")?,
+        ledger::last_applied(&psql, "partial")?,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| r.window_end.unwrap_or(r.snapshot_time))
+    .max();
+    Ok(newest)
+}
+
+/// The jobs of the receiver, writing the metrics textfile after each when configured.
+pub fn jobs(settings: &ReceiverSettings, options: &Options) -> Jobs {
+    let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
+    if settings.metrics.is_none() {
+        return jobs;
+    }
+    let settings = settings.clone();
+    jobs.with_after_job(move || refresh(&settings))
+}
+
+/// Rewrites the textfile; a failure is logged, never the job's.
+fn refresh(settings: &ReceiverSettings) {
+    let Some(config) = &settings.metrics else {
+        return;
+    };
+    let written = render(settings, Utc::now())
+        .and_then(|text| metrics::write_textfile(&config.textfile, &text));
+    if let Err(err) = written {
+        tracing::warn!(file = %config.textfile.display(), error = %format!("{err:#}"), "could not write the metrics textfile");
+    }
+}
