@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use crate::bundle::Kind;
 use crate::history::JobHistory;
+use crate::job::Jobs;
 use crate::last_bundles::LastBundles;
 
 /// Metric families in the order they were first added, each with its samples.
@@ -142,6 +143,20 @@ pub fn bundles(out: &mut Exposition, last: &LastBundles) {
 /// reads half a file.
 pub fn write_textfile(path: &Path, text: &str) -> anyhow::Result<()> {
     crate::atomic_file::write(path, text.as_bytes())
+}
+
+/// `jobs`, rewriting `textfile` with what `render` makes after every job. A failure to
+/// write it is logged, never the job's.
+pub fn after_every_job(
+    jobs: Jobs,
+    textfile: PathBuf,
+    render: impl Fn(DateTime<Utc>) -> anyhow::Result<String> + Send + Sync + 'static,
+) -> Jobs {
+    jobs.with_after_job(move || {
+        if let Err(err) = render(Utc::now()).and_then(|text| write_textfile(&textfile, &text)) {
+            tracing::warn!(file = %textfile.display(), error = %format!("{err:#}"), "could not write the metrics textfile");
+        }
+    })
 }
 
 #[cfg(test)]

@@ -72,21 +72,11 @@ fn newest_applied(settings: &ReceiverSettings) -> anyhow::Result<Option<DateTime
 /// The jobs of the receiver, writing the metrics textfile after each when configured.
 pub fn jobs(settings: &ReceiverSettings, options: &Options) -> Jobs {
     let jobs = Jobs::new(&settings.state.dir, &settings.alerts, options);
-    if settings.metrics.is_none() {
-        return jobs;
-    }
-    let settings = settings.clone();
-    jobs.with_after_job(move || refresh(&settings))
-}
-
-/// Rewrites the textfile; a failure is logged, never the job's.
-fn refresh(settings: &ReceiverSettings) {
     let Some(config) = &settings.metrics else {
-        return;
+        return jobs;
     };
-    let written = render(settings, Utc::now())
-        .and_then(|text| metrics::write_textfile(&config.textfile, &text));
-    if let Err(err) = written {
-        tracing::warn!(file = %config.textfile.display(), error = %format!("{err:#}"), "could not write the metrics textfile");
-    }
+    let settings = settings.clone();
+    metrics::after_every_job(jobs, config.textfile.clone(), move |now| {
+        render(&settings, now)
+    })
 }
