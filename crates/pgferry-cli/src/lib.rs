@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pgferry::exit::Exit;
 use pgferry::logging::{self, LogFormat, RecentLines};
 
@@ -48,8 +48,27 @@ fn command<C: CommandFactory>(default_config: &str) -> clap::Command {
     })
 }
 
-/// What the binaries print about themselves for installation, from the same clap
-/// definitions that parse their command lines.
+/// The commands by which a binary describes itself for installation, from the same clap
+/// definitions that parse its command line. They read no config.
+#[derive(Debug, Clone, Subcommand)]
+pub enum About {
+    /// Print shell completions on stdout, to install (see the README's Install)
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) on stdout, to install (see the README's Install)
+    Man,
+}
+
+/// Runs an [`About`] command of binary `C`.
+pub fn about<C: CommandFactory>(default_config: &str, about: About) -> anyhow::Result<Exit> {
+    match about {
+        About::Completions { shell } => completions::<C>(default_config, shell),
+        About::Man => man_page::<C>(default_config),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Shell {
     Bash,
@@ -58,7 +77,7 @@ pub enum Shell {
 }
 
 /// Writes `C`'s completions for `shell` to stdout.
-pub fn completions<C: CommandFactory>(default_config: &str, shell: Shell) -> anyhow::Result<Exit> {
+fn completions<C: CommandFactory>(default_config: &str, shell: Shell) -> anyhow::Result<Exit> {
     let mut command = command::<C>(default_config);
     let name = command.get_name().to_string();
     let shell = match shell {
@@ -73,7 +92,7 @@ pub fn completions<C: CommandFactory>(default_config: &str, shell: Shell) -> any
 }
 
 /// Writes `C`'s man page (roff) to stdout.
-pub fn man_page<C: CommandFactory>(default_config: &str) -> anyhow::Result<Exit> {
+fn man_page<C: CommandFactory>(default_config: &str) -> anyhow::Result<Exit> {
     let mut text = Vec::new();
     clap_mangen::Man::new(command::<C>(default_config)).render(&mut text)?;
     print(&text, "the man page")

@@ -34,6 +34,21 @@ pub struct Record {
     pub applied_at: DateTime<Utc>,
 }
 
+impl Record {
+    /// The newest source time the bundle holds: its window's end, or its snapshot.
+    pub fn source_time(&self) -> DateTime<Utc> {
+        self.window_end.unwrap_or(self.snapshot_time)
+    }
+}
+
+/// The last applied complete and the last applied partial.
+pub fn last_applied_each(psql: &Psql) -> anyhow::Result<[Option<Record>; 2]> {
+    Ok([
+        last_applied(psql, "complete")?,
+        last_applied(psql, "partial")?,
+    ])
+}
+
 /// Ledger statuses.
 pub const APPLIED: &str = "applied";
 pub const SKIPPED: &str = "skipped";

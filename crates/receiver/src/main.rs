@@ -21,13 +21,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Job(Job),
-    /// Print shell completions on stdout, to install (see the README's Install)
-    Completions {
-        #[arg(value_enum)]
-        shell: pgferry_cli::Shell,
-    },
-    /// Print the man page (roff) on stdout, to install (see the README's Install)
-    Man,
+    #[command(flatten)]
+    About(pgferry_cli::About),
 }
 
 /// The commands that read the config: jobs, checks and reports.
@@ -71,9 +66,7 @@ const DEFAULT_CONFIG: &str = "/etc/pgferry/receiver.toml";
 fn main() -> ExitCode {
     let cli: Cli = pgferry_cli::parse(DEFAULT_CONFIG);
     let result = match cli.command {
-        // Nothing to configure or log for these: they describe the binary itself.
-        Command::Completions { shell } => pgferry_cli::completions::<Cli>(DEFAULT_CONFIG, shell),
-        Command::Man => pgferry_cli::man_page::<Cli>(DEFAULT_CONFIG),
+        Command::About(about) => pgferry_cli::about::<Cli>(DEFAULT_CONFIG, about),
         Command::Job(job) => run(job, &cli.global),
     };
     pgferry_cli::finish(result)

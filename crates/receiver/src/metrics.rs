@@ -58,15 +58,11 @@ pub fn render(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result
 /// The source time of the newest applied bundle, from the ledger.
 fn newest_applied(settings: &ReceiverSettings) -> anyhow::Result<Option<DateTime<Utc>>> {
     let psql = Psql::new(settings.target.connection());
-    let newest = [
-        ledger::last_applied(&psql, "complete")?,
-        ledger::last_applied(&psql, "partial")?,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|r| r.window_end.unwrap_or(r.snapshot_time))
-    .max();
-    Ok(newest)
+    Ok(ledger::last_applied_each(&psql)?
+        .into_iter()
+        .flatten()
+        .map(|r| r.source_time())
+        .max())
 }
 
 /// The jobs of the receiver, writing the metrics textfile after each when configured.

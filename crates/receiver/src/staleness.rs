@@ -17,14 +17,11 @@ pub fn check(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let psql = Psql::new(settings.target.connection());
-    let last = [
-        ledger::last_applied(&psql, "complete")?,
-        ledger::last_applied(&psql, "partial")?,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|r| r.applied_at)
-    .max();
+    let last = ledger::last_applied_each(&psql)?
+        .into_iter()
+        .flatten()
+        .map(|r| r.applied_at)
+        .max();
     evaluate(
         last,
         since,

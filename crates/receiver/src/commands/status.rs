@@ -35,12 +35,11 @@ pub struct Status {
 
 pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result<Status> {
     let psql = Psql::new(settings.target.connection());
-    let last_complete = ledger::last_applied(&psql, "complete")?;
-    let last_partial = ledger::last_applied(&psql, "partial")?;
+    let [last_complete, last_partial] = ledger::last_applied_each(&psql)?;
     let newest = [&last_complete, &last_partial]
         .into_iter()
         .flatten()
-        .map(|r| r.window_end.unwrap_or(r.snapshot_time))
+        .map(Record::source_time)
         .max();
     let names = |dir: &Path| -> anyhow::Result<Vec<String>> {
         Ok(inbox::list(dir)?.iter().map(|n| n.file_name()).collect())
@@ -80,7 +79,7 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
             Some(r) => println!(
                 "{label:<14} {} (source snapshot {}, applied {})",
                 r.bundle,
-                r.window_end.unwrap_or(r.snapshot_time).to_rfc3339(),
+                r.source_time().to_rfc3339(),
                 r.applied_at.to_rfc3339()
             ),
             None => println!("{label:<14} none"),
