@@ -1,5 +1,17 @@
 //! The shared library of pgferry: settings, the bundle format, the subprocess runner, job
 //! locks and history, alerts, logging and exit codes. No terminal code lives here.
+//!
+//! The main types:
+//! - [`settings::SenderSettings`], [`settings::ReceiverSettings`]: the parsed configs;
+//!   [`settings::ConfigError`] names the file, line and key of a bad one.
+//! - [`bundle::BundleName`] (kind and creation time, sortable), [`bundle::Manifest`] (what a
+//!   bundle holds, with every entry's SHA-256), [`bundle::writer::BundleWriter`] and
+//!   [`bundle::reader::verify`]/[`bundle::reader::read_entries`].
+//! - [`pg::Psql`] (one-shot `psql`), [`pg::Session`] (a kept `psql`, the sender's snapshot),
+//!   [`pg::catalog`] and [`pg::dependencies`]: what both sides ask the catalog.
+//! - [`job::Jobs`]: runs a job under its lock, keeps its [`history::JobHistory`], alerts by
+//!   [`alert`], and refreshes the [`metrics`] textfile; [`daemon`] schedules jobs.
+//! - [`exit::Exit`]: the process exit codes, chosen from the error chain.
 
 pub mod alert;
 pub mod atomic_file;

@@ -1,5 +1,12 @@
 //! The receiver's jobs. `main.rs` only dispatches to `commands`; each step of a job lives
 //! in a module named after it.
+//!
+//! A load: [`inbox`] (pending bundles) → [`supersede`] (start at the newest complete) →
+//! for each bundle: verify → [`ledger`] lookup → [`plan`] (what to create, reuse, replace;
+//! [`refused::Refused`] when the target cannot take it, then [`blocked`]) → [`apply`] (one
+//! `psql` transaction: [`ddl`], [`dump_filter`] or [`csv_to_copy`] and [`upsert`],
+//! [`triggers`], [`post_data`], the ledger row) → [`install`] (files) → [`hook`]. Then
+//! [`prune`]; the daemon adds [`staleness`].
 
 pub mod apply;
 pub mod blocked;

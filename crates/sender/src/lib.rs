@@ -1,5 +1,11 @@
 //! The sender's jobs. `main.rs` only dispatches to `commands`; each step of a job lives in
 //! a module named after it.
+//!
+//! A complete bundle: [`snapshot::Snapshot`] (one exported snapshot, and the [`horizon`] of
+//! open transactions) → [`tables`] (names resolved, partition trees whole) → [`dump`]
+//! (`pg_dump` schema and data) and [`pack`] (files) → [`publish`] (stream, rename, move the
+//! mark). A partial: the same snapshot → [`window`] → [`selection`] (changed rows and their
+//! parents) → [`rows`] (`COPY` as CSV) → [`publish`].
 
 pub mod commands;
 pub mod dump;

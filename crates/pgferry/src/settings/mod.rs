@@ -1,6 +1,19 @@
 //! Settings of both sides: TOML parsed into typed structs with `deny_unknown_fields`, then
 //! validated. `parse(text, path)` is separate from `read(path)` so tests need no files.
 
+/// Deserializes `FromStr` values from TOML strings, keeping the parser's message. Defined
+/// before the modules that use it.
+macro_rules! deserialize_from_str {
+    ($($ty:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
 pub mod alerts;
 pub mod connection;
 mod error;

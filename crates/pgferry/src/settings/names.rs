@@ -6,8 +6,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer};
-
 /// One dot-separated part of a name: a literal, or a glob when it has unquoted `*`/`?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NamePart {
@@ -292,16 +290,6 @@ pub fn resolve<'a>(
     Ok(found)
 }
 
-macro_rules! deserialize_from_str {
-    ($($ty:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
 deserialize_from_str!(TablePattern, ColumnRef);
 
 #[cfg(test)]

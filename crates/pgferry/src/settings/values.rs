@@ -5,8 +5,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer};
-
 /// A span of time written like `90s`, `5m`, `2h`, `4d` or `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
@@ -130,17 +128,6 @@ impl fmt::Display for Schedule {
     }
 }
 
-/// Deserializes any `FromStr` value from a TOML string, keeping the parser's message.
-macro_rules! deserialize_from_str {
-    ($($ty:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
 deserialize_from_str!(Duration, Size, Schedule);
 
 #[cfg(test)]
