@@ -10,6 +10,7 @@ use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 
+use crate::cause::Cause;
 use crate::settings::alerts::{AlertSettings, SmtpSecurity};
 
 /// How long one SMTP conversation may take, so a dead mail server never hangs a job.
@@ -75,49 +76,12 @@ pub fn recovered(job: &str, host: &str, now: DateTime<Utc>, failures: u32) -> Em
     }
 }
 
-/// A failure whose cause is known well enough to say what to check first: the alert uses
-/// `check` instead of guessing from the message.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Advised {
-    pub message: String,
-    pub check: &'static str,
-}
-
-/// What an operator should look at first, from the kind of error.
+/// What an operator should look at first, from the failure's cause.
 fn hint(err: &anyhow::Error) -> &'static str {
-    if let Some(advised) = err.chain().find_map(|c| c.downcast_ref::<Advised>()) {
-        return advised.check;
-    }
-    let text = format!("{err:#}");
-    let has = |needle: &str| text.contains(needle);
-    if err
-        .chain()
-        .any(|c| c.downcast_ref::<crate::sftp::HostKeyError>().is_some())
-    {
-        "the receiver's SSH host key changed or is not in remote.known_hosts. Confirm the new key with the receiver's admin before adding it; never trust it blindly."
-    } else if has("authenticate to") {
-        "the SSH key: remote.private_key must be readable by pgferry and its public key listed in the receiver account's authorized_keys."
-    } else if has("connect to")
-        || has("SSH handshake")
-        || has("timed out")
-        || has("check-remote failed")
-    {
-        "the network path to the receiver and its sshd: is the host up, the port right, a firewall in the way? Run `sender check-remote`."
-    } else if has("failed verification") {
-        "the bundle was damaged or tampered with on the way; it was moved to failed/ in the inbox. The next complete bundle repairs the target: run `sender complete` on the primary."
-    } else if has("disk space") || has("No space left") {
-        "free disk space on the receiver (inbox and file directories)."
-    } else if has("postprocess") {
-        "the [postprocess] command: run it by hand with the PGFERRY_* variables from the log."
-    } else if has("no bundle has been applied") {
-        "the sender: is it running, and do its partial and complete jobs succeed? Then `receiver status` and the receiver's log."
-    } else if has("psql") || has("pg_dump") || has("database") || has("query ") || has("load into")
-    {
-        "the database: is it up and reachable with the configured libpq settings, and are the credentials in ~/.pgpass? Run `check` on this side."
-    } else {
-        "the log lines below, then run `check` on this side."
-    }
+    Cause::of(err).map_or(
+        "the log lines below, then run `check` on this side.",
+        Cause::check,
+    )
 }
 
 /// Sends `email` to `alerts.to`.
@@ -181,8 +145,11 @@ mod tests {
 
     #[test]
     fn a_failure_email_names_job_host_causes_hint_and_log() {
-        let err = anyhow::anyhow!("Connection refused (os error 111)")
-            .context("connect to pgferry@viz:22");
+        let err = crate::cause::tag(
+            anyhow::anyhow!("Connection refused (os error 111)")
+                .context("connect to pgferry@viz:22"),
+            crate::cause::Cause::Link,
+        );
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let email = failed(
             "partial",

@@ -1,6 +1,6 @@
 //! Exit codes of both binaries (SPEC "Commands"), decided in one place from the error.
 
-use crate::settings::ConfigError;
+use crate::cause::Cause;
 
 /// What a command's process exit status means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,17 +20,9 @@ impl Exit {
         self as u8
     }
 
-    /// The exit status for an error chain: configuration and usage errors are 2, a held
-    /// lock is 75, everything else is a failed job.
+    /// The exit status for an error chain, from its cause: configuration and usage errors
+    /// are 2, a held lock is 75, everything else is a failed job.
     pub fn for_error(err: &anyhow::Error) -> Exit {
-        for cause in err.chain() {
-            if cause.downcast_ref::<ConfigError>().is_some() {
-                return Exit::Usage;
-            }
-            if cause.downcast_ref::<crate::lock::LockHeld>().is_some() {
-                return Exit::Locked;
-            }
-        }
-        Exit::Failed
+        Cause::of(err).map_or(Exit::Failed, Cause::exit)
     }
 }

@@ -16,6 +16,7 @@
 pub mod alert;
 pub mod atomic_file;
 pub mod bundle;
+pub mod cause;
 pub mod checks;
 pub mod daemon;
 pub mod exit;

@@ -17,6 +17,7 @@ use base64::Engine;
 use ssh2::{CheckResult, HashType, KnownHostFileKind, MethodType, Session};
 
 use crate::bundle::{BundleName, Kind};
+use crate::cause::{self, Cause, CauseExt};
 use crate::settings::sender::Remote;
 
 /// The host key is unknown or has changed: nothing may be sent.
@@ -83,6 +84,7 @@ pub fn connect(remote: &Remote) -> anyhow::Result<Connection> {
 pub fn open_tcp(remote: &Remote) -> anyhow::Result<TcpStream> {
     tcp_connect(&remote.host, remote.port, remote.timeout())
         .with_context(|| format!("connect to {}", label(remote)))
+        .cause(Cause::Link)
 }
 
 /// Step 2: the SSH handshake. Nothing may be sent until the host key is checked.
@@ -95,7 +97,8 @@ pub fn handshake(remote: &Remote, tcp: TcpStream) -> anyhow::Result<Unverified> 
     prefer_known_key_types(&mut session, remote);
     session
         .handshake()
-        .with_context(|| format!("SSH handshake with {label}"))?;
+        .with_context(|| format!("SSH handshake with {label}"))
+        .cause(Cause::Link)?;
     Ok(Unverified {
         session,
         label,
@@ -150,12 +153,16 @@ impl Verified {
                     "authenticate to {label} with key {}",
                     remote.private_key.display()
                 )
-            })?;
+            })
+            .cause(Cause::SshAuth)?;
         if !self.session.authenticated() {
-            bail!(
-                "authenticate to {label}: the server refused key {}",
-                remote.private_key.display()
-            );
+            return Err(cause::tag(
+                anyhow::anyhow!(
+                    "authenticate to {label}: the server refused key {}",
+                    remote.private_key.display()
+                ),
+                Cause::SshAuth,
+            ));
         }
         Ok(Authenticated {
             session: self.session,
@@ -178,7 +185,8 @@ impl Authenticated {
         let sftp = self
             .session
             .sftp()
-            .with_context(|| format!("start SFTP on {}", self.label))?;
+            .with_context(|| format!("start SFTP on {}", self.label))
+            .cause(Cause::Link)?;
         Ok(Connection {
             session: self.session,
             sftp,
@@ -308,7 +316,8 @@ impl Connection {
             if self.sftp.stat(Path::new(&current)).is_err() {
                 self.sftp
                     .mkdir(Path::new(&current), 0o755)
-                    .with_context(|| format!("create directory {current} on {}", self.label))?;
+                    .with_context(|| format!("create directory {current} on {}", self.label))
+                    .cause(Cause::Link)?;
             }
         }
         Ok(())
@@ -320,7 +329,8 @@ impl Connection {
         let entries = self
             .sftp
             .readdir(Path::new(&self.dir))
-            .with_context(|| format!("list {} on {}", self.dir, self.label))?;
+            .with_context(|| format!("list {} on {}", self.dir, self.label))
+            .cause(Cause::Link)?;
         let mut removed = Vec::new();
         for (path, _) in entries {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -348,7 +358,8 @@ impl Connection {
                 0o600,
                 ssh2::OpenType::File,
             )
-            .with_context(|| format!("create {temp} on {}", self.label))?;
+            .with_context(|| format!("create {temp} on {}", self.label))
+            .cause(Cause::Link)?;
         Ok(Upload {
             file: BufWriter::with_capacity(1 << 20, file),
             temp,
@@ -378,15 +389,19 @@ impl Connection {
         let mut file = file
             .into_inner()
             .map_err(|e| e.into_error())
-            .with_context(|| format!("write {temp} on {}", self.label))?;
+            .with_context(|| format!("write {temp} on {}", self.label))
+            .cause(Cause::Link)?;
         file.fsync()
-            .with_context(|| format!("fsync {temp} on {}", self.label))?;
+            .with_context(|| format!("fsync {temp} on {}", self.label))
+            .cause(Cause::Link)?;
         file.close()
-            .with_context(|| format!("close {temp} on {}", self.label))?;
+            .with_context(|| format!("close {temp} on {}", self.label))
+            .cause(Cause::Link)?;
         drop(file);
         self.sftp
             .rename(Path::new(&temp), Path::new(&final_path), None)
-            .with_context(|| format!("rename {temp} to {final_path} on {}", self.label))?;
+            .with_context(|| format!("rename {temp} to {final_path} on {}", self.label))
+            .cause(Cause::Link)?;
         Ok(final_path)
     }
 
@@ -409,6 +424,14 @@ pub struct Upload {
     final_path: String,
     label: String,
     link: Link,
+}
+
+impl Connection {
+    /// Whether an upload's write failed on this connection: the link, not the data that
+    /// fed it, is what broke.
+    pub fn link_broken(&self) -> bool {
+        self.link.broken.load(Ordering::SeqCst)
+    }
 }
 
 impl Upload {

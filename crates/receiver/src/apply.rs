@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use pgferry::bundle::entry_path::{classify, EntryKind};
 use pgferry::bundle::reader::{read_entries, Verified};
 use pgferry::bundle::{Entry, Kind, Manifest};
+use pgferry::cause::{self, Cause};
 use pgferry::pg::Psql;
 use pgferry::process::StderrTail;
 use pgferry::settings::names::{quote_ident, quote_literal, QualifiedName};
@@ -441,10 +442,13 @@ impl Transaction {
         self.stdin = None;
         match self.child.wait() {
             Ok(status) => self.failed(status),
-            Err(err) => anyhow::anyhow!(
-                "load into {} failed, nothing was changed (wait for psql: {err}): {}",
-                self.target,
-                self.stderr.finish().trim()
+            Err(err) => cause::tag(
+                anyhow::anyhow!(
+                    "load into {} failed, nothing was changed (wait for psql: {err}): {}",
+                    self.target,
+                    self.stderr.finish().trim()
+                ),
+                Cause::Database,
             ),
         }
     }
@@ -477,7 +481,7 @@ impl Transaction {
         if status.code() == Some(PSQL_SCRIPT_ERROR) {
             refusal.into()
         } else {
-            anyhow::anyhow!("{refusal}")
+            cause::tag(anyhow::anyhow!("{refusal}"), Cause::Database)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use pgferry::alert::Advised;
+use pgferry::cause::{self, Cause};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,15 +22,15 @@ pub struct Blocked {
 /// What clears a block, for status and the job's error.
 pub const CLEARED_BY: &str = "the next complete bundle supersedes it (run `sender complete` on the primary; for a schema change set [complete] on_schema_change = \"recreate\" on the receiver), or fix the target and the next load retries it";
 
-/// The failure of a load that a refused bundle stopped: the refusal with its causes, what
-/// clears it, and that as the alert's "what to check".
-pub fn blocking(err: anyhow::Error) -> Advised {
-    Advised {
-        message: format!(
+/// The failure of a load that a refused bundle stopped: the refusal with its causes, then
+/// what clears it; its cause tells the alert what to check.
+pub fn blocking(err: anyhow::Error) -> anyhow::Error {
+    cause::tag(
+        anyhow::anyhow!(
             "{err:#}\nhint: the bundle stays pending and blocks the bundles after it; {CLEARED_BY}"
         ),
-        check: "the target refused the bundle named above, which now blocks the receiver's queue (see `receiver status`). The next complete bundle supersedes it: run `sender complete` on the primary, with [complete] on_schema_change = \"recreate\" on the receiver for a schema change. Or fix the target: the next load retries the bundle.",
-    }
+        Cause::BundleRefused,
+    )
 }
 
 fn path(state_dir: &Path) -> PathBuf {

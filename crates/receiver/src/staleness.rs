@@ -2,8 +2,8 @@
 //! `schedule.stale_after`, the sender (or the link) has stopped, and nothing else would
 //! say so. It runs as a job of its own, so it alerts once and recovers like any job.
 
-use anyhow::bail;
 use chrono::{DateTime, Duration, Utc};
+use pgferry::cause::{self, Cause};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 
@@ -45,15 +45,16 @@ pub fn evaluate(
     }
     let age = (now - reference).to_std().unwrap_or_default();
     let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
-    match last_applied {
-        Some(at) => bail!(
+    let stale = match last_applied {
+        Some(at) => anyhow::anyhow!(
             "no bundle has been applied for {age} (the last at {}), longer than schedule.stale_after ({written})\nhint: check that the sender's partial and complete jobs succeed and that bundles reach the inbox",
             at.to_rfc3339()
         ),
-        None => bail!(
+        None => anyhow::anyhow!(
             "no bundle has been applied since the daemon started {age} ago, longer than schedule.stale_after ({written})\nhint: check that the sender's partial and complete jobs succeed and that bundles reach the inbox"
         ),
-    }
+    };
+    Err(cause::tag(stale, Cause::Stale))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Context;
+use pgferry::cause::{Cause, CauseExt};
 use pgferry::pg::dump_syntax::identifier;
 use pgferry::pg::psql::apply_connection;
 use pgferry::process::{self, CommandReader};
@@ -49,7 +50,9 @@ pub fn schema(
             "-t",
             &table.dump_pattern(),
         ]);
-        process::output(&mut cmd).with_context(|| format!("dump the schema of table {table}"))
+        process::output(&mut cmd)
+            .with_context(|| format!("dump the schema of table {table}"))
+            .cause(Cause::Database)
     };
     Ok(TableSchema {
         pre: section("pre-data")?,
@@ -114,7 +117,9 @@ pub fn data(
     for table in tables {
         cmd.args(["-t", &table.dump_pattern()]);
     }
-    CommandReader::spawn(&mut cmd).context("start pg_dump for the data")
+    CommandReader::spawn(&mut cmd)
+        .context("start pg_dump for the data")
+        .cause(Cause::Database)
 }
 
 /// Passes a plain dump through and counts the rows of each `COPY` block: in COPY text

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use pgferry::bundle::manifest::Source;
 use pgferry::bundle::writer::BundleWriter;
 use pgferry::bundle::{BundleName, Manifest, FORMAT_VERSION};
+use pgferry::cause::{self, Cause};
 use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::settings::SenderSettings;
 use pgferry::sftp::Upload;
@@ -77,6 +78,13 @@ pub fn publish(
     let (upload, written) = match written {
         Ok(done) => done,
         Err(err) => {
+            // A failed write to the upload marks the link broken: the link is the cause,
+            // whatever fed it.
+            let err = if inbox.link_broken() {
+                cause::tag(err, Cause::Link)
+            } else {
+                err
+            };
             inbox.discard(&temp);
             return Err(err.context(format!(
                 "make bundle {name} in {}:{}",

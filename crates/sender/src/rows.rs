@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 
 use anyhow::Context;
+use pgferry::cause::{Cause, CauseExt};
 use pgferry::pg::Psql;
 use pgferry::process::CommandReader;
 
@@ -29,6 +30,7 @@ pub fn copy_out(psql: &Psql, snapshot: &str, selected: &Selected) -> anyhow::Res
     cmd.args(["-c", &copy, "-c", "COMMIT"]);
     CommandReader::spawn(&mut cmd)
         .with_context(|| format!("start COPY of table {}", selected.table))
+        .cause(Cause::Database)
 }
 
 /// Passes CSV through and counts its records: newlines outside quotes, minus the header.

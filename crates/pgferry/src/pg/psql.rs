@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 
+use crate::cause::{Cause, CauseExt};
 use crate::process;
 use crate::settings::Connection;
 
@@ -35,7 +36,8 @@ impl Psql {
     /// Runs one statement and returns its single text value (`-A -t`).
     pub fn scalar(&self, sql: &str) -> anyhow::Result<String> {
         let out = process::output(self.command().args(["-A", "-t", "-c", sql]))
-            .with_context(|| format!("query {}", self.connection.describe()))?;
+            .with_context(|| format!("query {}", self.connection.describe()))
+            .cause(Cause::Database)?;
         Ok(String::from_utf8_lossy(&out)
             .trim_end_matches('\n')
             .to_string())

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 
 use super::Psql;
+use crate::cause::{self, Cause};
 use crate::process::StderrTail;
 
 /// Marks the end of one statement's output.
@@ -88,10 +89,13 @@ impl Session {
             .map(|s| s.to_string())
             .unwrap_or_else(|e| e.to_string());
         let tail = self.stderr.finish();
-        anyhow::anyhow!(
-            "psql session with {} ended ({status}): {}",
-            self.target,
-            tail.trim()
+        cause::tag(
+            anyhow::anyhow!(
+                "psql session with {} ended ({status}): {}",
+                self.target,
+                tail.trim()
+            ),
+            Cause::Database,
         )
     }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use pgferry::bundle::reader::Verified;
 use pgferry::bundle::{BundleName, Kind};
+use pgferry::cause::{Cause, CauseExt};
 use pgferry::checks::free_space;
 use pgferry::exit::Exit;
 use pgferry::job::Options;
@@ -99,7 +100,7 @@ fn load_queue(
                 Some(refused) => {
                     let reason = refused.to_string();
                     blocked::record(&settings.state.dir, &name.file_name(), &reason, Utc::now())?;
-                    Err(blocked::blocking(err).into())
+                    Err(blocked::blocking(err))
                 }
                 None => Err(err),
             })?;
@@ -162,7 +163,7 @@ fn load_one(
         tracing::info!(bundle = %name, "skipped: a complete bundle applied since holds its rows");
         return Ok(Outcome::Obsolete);
     }
-    check_free_space(settings, verified)?;
+    check_free_space(settings, verified).cause(Cause::Disk)?;
     let plan = if already {
         plan::Plan::default()
     } else {
@@ -176,7 +177,7 @@ fn load_one(
     };
     let applied = apply::apply(settings, path, verified, &plan, already)?;
     if let Some(post) = &settings.postprocess {
-        hook::run(post, path, manifest)?;
+        hook::run(post, path, manifest).cause(Cause::Hook)?;
     }
     fail::fail_point!("receiver-after-hook", |_| pgferry::process::kill_self());
     inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use pgferry::cause::{self, Cause};
 use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::report::{Report, Status};
@@ -128,6 +129,11 @@ fn step<T>(
             // One line per step: a multi-line error (its `hint:`) is joined with "; ".
             let text = format!("{err:#}").replace('\n', "; ");
             report.fail(name, format!("after {ms} ms: {text}"));
+            // Every step is about the link, unless the step knows better (host key, key).
+            let err = match Cause::of(&err) {
+                Some(_) => err,
+                None => cause::tag(err, Cause::Link),
+            };
             Err(err.context(format!("check-remote failed at step {name}")))
         }
     }

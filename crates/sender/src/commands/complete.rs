@@ -10,6 +10,7 @@ use anyhow::Context;
 use pgferry::bundle::manifest::TableManifest;
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
+use pgferry::cause::{Cause, CauseExt};
 use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::pg::Psql;
@@ -116,8 +117,12 @@ fn pack_bundle<W: Write + Send + 'static>(
     }
     writer
         .append_parts("data/", ".sql", &mut data, PART_SIZE)
-        .context("stream the data from pg_dump into the bundle")?;
-    let counter = data.finish().context("finish reading pg_dump")?;
+        .context("stream the data from pg_dump into the bundle")
+        .cause(Cause::Database)?;
+    let counter = data
+        .finish()
+        .context("finish reading pg_dump")
+        .cause(Cause::Database)?;
     for table in &mut manifest.tables {
         table.rows = counter.rows.get(&table.table).copied().unwrap_or(0);
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use pgferry::bundle::manifest::{TableManifest, Window as ManifestWindow};
 use pgferry::bundle::writer::{BundleWriter, PART_SIZE};
 use pgferry::bundle::{BundleName, Kind, Manifest};
+use pgferry::cause::{Cause, CauseExt};
 use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::pg::catalog::{ForeignKey, PartitionMember, FOREIGN_KEYS_SQL};
@@ -263,7 +264,8 @@ fn pack_rows<W: Write + Send + 'static>(
                 &mut counter,
                 PART_SIZE,
             )
-            .with_context(|| format!("stream the rows of table {} into the bundle", table.table))?;
+            .with_context(|| format!("stream the rows of table {} into the bundle", table.table))
+            .cause(Cause::Database)?;
         record.rows = counter.records();
     }
     Ok(())
