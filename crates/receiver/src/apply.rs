@@ -16,9 +16,10 @@ use pgferry::bundle::entry_path::{classify, EntryKind};
 use pgferry::bundle::reader::{read_entries, Verified};
 use pgferry::bundle::{Entry, Kind, Manifest};
 use pgferry::cause::{self, Cause};
+use pgferry::pg::ident::{quote_ident, quote_literal};
 use pgferry::pg::Psql;
 use pgferry::process::StderrTail;
-use pgferry::settings::names::{quote_ident, quote_literal, QualifiedName};
+use pgferry::settings::names::QualifiedName;
 use pgferry::settings::ReceiverSettings;
 
 use crate::csv_to_copy::CsvToCopy;

@@ -9,7 +9,8 @@ use std::io::Read;
 
 use anyhow::{bail, Context};
 use pgferry::bundle::manifest::TableManifest;
-use pgferry::settings::names::{quote_ident, quote_literal, QualifiedName};
+use pgferry::pg::ident::{quote_ident, quote_literal};
+use pgferry::settings::names::QualifiedName;
 
 use pgferry::pg::dump_syntax::identifier;
 

@@ -4,9 +4,9 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pgferry::bundle::{BundleName, Manifest};
+use pgferry::pg::ident::quote_literal;
 use pgferry::pg::Psql;
 use pgferry::process;
-use pgferry::settings::names::quote_literal;
 use serde::{Deserialize, Serialize};
 
 pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgferry;\n\

@@ -7,7 +7,8 @@
 //! trigger needs only ownership of the table, which the receiver's role has. The lock it
 //! takes (SHARE ROW EXCLUSIVE) lets readers read.
 
-use pgferry::settings::names::{quote_literal, QualifiedName};
+use pgferry::pg::ident::quote_literal;
+use pgferry::settings::names::QualifiedName;
 
 /// The table that remembers which triggers this load disabled, gone at commit.
 const PAUSED: &str = "pgferry_paused_triggers";

@@ -2,7 +2,7 @@
 //! are upserted by key into the real one, columns matched by name (guarantee 5).
 
 use pgferry::bundle::manifest::TableManifest;
-use pgferry::settings::names::quote_ident;
+use pgferry::pg::ident::quote_ident;
 
 pub fn stage_name(index: usize) -> String {
     format!("pgferry_stage_{index}")

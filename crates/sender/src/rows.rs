@@ -24,7 +24,7 @@ pub fn copy_out(psql: &Psql, snapshot: &str, selected: &Selected) -> anyhow::Res
         "-c",
         &format!(
             "SET TRANSACTION SNAPSHOT {}",
-            pgferry::settings::names::quote_literal(snapshot)
+            pgferry::pg::ident::quote_literal(snapshot)
         ),
     ]);
     cmd.args(["-c", &copy, "-c", "COMMIT"]);

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pgferry::pg::catalog::ForeignKey;
-use pgferry::settings::names::{quote_ident, quote_literal, QualifiedName};
+use pgferry::pg::ident::{quote_ident, quote_literal};
+use pgferry::settings::names::QualifiedName;
 
 use crate::window::Window;
 

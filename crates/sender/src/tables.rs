@@ -14,13 +14,12 @@ use pgferry::settings::{ConfigError, SenderSettings};
 /// partition that holds it.
 pub fn complete_tables(
     settings: &SenderSettings,
-    config: &Path,
     catalog_tables: &[QualifiedName],
     trees: &[PartitionMember],
 ) -> Result<Vec<QualifiedName>, ConfigError> {
     let named = resolve(&settings.source.tables, catalog_tables).map_err(|(index, pattern)| {
         no_match(
-            config,
+            &settings.path,
             &format!("source.tables[{index}]"),
             &pattern.to_string(),
         )

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::Psql;
-use crate::settings::names::{quote_literal, QualifiedName};
+use crate::pg::ident::quote_literal;
+use crate::settings::names::QualifiedName;
 
 /// The user tables of the database (ordinary and partitioned), outside system schemas.
 pub fn tables(psql: &Psql) -> anyhow::Result<Vec<QualifiedName>> {

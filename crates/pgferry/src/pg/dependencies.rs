@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Psql, Session};
-use crate::settings::names::{quote_literal, QualifiedName};
+use crate::pg::ident::quote_literal;
+use crate::settings::names::QualifiedName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

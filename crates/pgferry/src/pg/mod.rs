@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod dependencies;
 pub mod dump_syntax;
+pub mod ident;
 pub mod programs;
 pub mod psql;
 pub mod session;

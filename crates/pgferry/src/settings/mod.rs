@@ -95,8 +95,9 @@ impl SenderSettings {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let settings: SenderSettings = parse_toml(text, path)?;
+        let mut settings: SenderSettings = parse_toml(text, path)?;
         settings.validate(text, path)?;
+        settings.path = path.to_path_buf();
         Ok(settings)
     }
 
@@ -183,8 +184,9 @@ impl ReceiverSettings {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let settings: ReceiverSettings = parse_toml(text, path)?;
+        let mut settings: ReceiverSettings = parse_toml(text, path)?;
         settings.validate(text, path)?;
+        settings.path = path.to_path_buf();
         Ok(settings)
     }
 

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::pg::ident::quote_ident;
+
 /// One dot-separated part of a name: a literal, or a glob when it has unquoted `*`/`?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NamePart {
@@ -169,16 +171,6 @@ impl fmt::Display for QualifiedName {
         };
         write!(f, "{}.{}", part(&self.schema), part(&self.name))
     }
-}
-
-/// Quotes an identifier for SQL: `"` around it, inner `"` doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Quotes a string literal for SQL (with standard_conforming_strings, the default).
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Splits on unquoted dots. A quoted part is literal; an unquoted one is a glob when it
@@ -365,7 +357,6 @@ mod tests {
     #[test]
     fn quoting_doubles_inner_quotes() {
         assert_eq!(t("public", "we\"ird").quoted(), r#""public"."we""ird""#);
-        assert_eq!(quote_literal("it's"), "'it''s'");
     }
 
     #[test]

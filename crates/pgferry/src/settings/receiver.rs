@@ -26,6 +26,9 @@ pub struct ReceiverSettings {
     pub schedule: ReceiverSchedule,
     #[serde(default)]
     pub metrics: Option<super::metrics::MetricsSettings>,
+    /// The file these settings were read from, for errors that name a key in it.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 libpq_section! {

@@ -4,9 +4,10 @@ use std::path::Path;
 
 use pgferry::checks;
 use pgferry::exit::Exit;
+use pgferry::pg::ident::quote_ident;
 use pgferry::pg::{catalog, Psql};
 use pgferry::report::Report;
-use pgferry::settings::names::{quote_ident, QualifiedName};
+use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
 
 use crate::horizon::Horizon;
@@ -22,7 +23,7 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     let psql = Psql::new(settings.source.connection());
     if let Some(server) = checks::database(&mut report, &psql) {
         compatibility(&mut report, pg_dump, server);
-        database_objects(&mut report, &settings, config, &psql);
+        database_objects(&mut report, &settings, &psql);
         open_transactions(&mut report, &psql);
     }
     for set in &settings.files {
@@ -54,7 +55,7 @@ fn compatibility(report: &mut Report, pg_dump: Option<u32>, server: u32) {
     }
 }
 
-fn database_objects(report: &mut Report, settings: &SenderSettings, config: &Path, psql: &Psql) {
+fn database_objects(report: &mut Report, settings: &SenderSettings, psql: &Psql) {
     let catalog_tables = match tables::catalog_tables(psql) {
         Ok(found) => found,
         Err(err) => {
@@ -71,7 +72,7 @@ fn database_objects(report: &mut Report, settings: &SenderSettings, config: &Pat
             report.fail(
                 format!("table {pattern}"),
                 tables::no_match(
-                    config,
+                    &settings.path,
                     &format!("source.tables[{index}]"),
                     &pattern.to_string(),
                 )
@@ -123,7 +124,7 @@ fn partial_table(report: &mut Report, psql: &Psql, table: &QualifiedName, change
         ),
         Some(_) if !info.indexed_first.iter().any(|c| c == changed_at) => report.warn(
             &subject,
-            format!("changed_at column {changed_at:?} has no index, so every partial scans the whole table; hint: CREATE INDEX ON {} ({})", table.quoted(), pgferry::settings::names::quote_ident(changed_at)),
+            format!("changed_at column {changed_at:?} has no index, so every partial scans the whole table; hint: CREATE INDEX ON {} ({})", table.quoted(), pgferry::pg::ident::quote_ident(changed_at)),
         ),
         Some(_) => report.ok(&subject, format!("changed_at column {changed_at:?} is indexed")),
     }

@@ -26,17 +26,17 @@ use crate::{dump, pack, tables};
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
     let jobs = crate::metrics::jobs(&settings, options);
-    jobs.run("complete", || job(&settings, config))?;
+    jobs.run("complete", || job(&settings))?;
     Ok(Exit::Done)
 }
 
 /// The job the command and the daemon run.
-pub fn job(settings: &SenderSettings, config: &Path) -> anyhow::Result<()> {
-    complete(settings, config).map(|_| ())
+pub fn job(settings: &SenderSettings) -> anyhow::Result<()> {
+    complete(settings).map(|_| ())
 }
 
 /// Makes and publishes one complete bundle; returns its name.
-pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<BundleName> {
+pub fn complete(settings: &SenderSettings) -> anyhow::Result<BundleName> {
     let started = Instant::now();
     let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
     // Named by the database's clock, like the windows: a local clock that jumps cannot
@@ -45,7 +45,7 @@ pub fn complete(settings: &SenderSettings, config: &Path) -> anyhow::Result<Bund
         BundleName::new(snapshot.time, Kind::Complete).with_codec(settings.compression.codec);
     let catalog = snapshot.tables()?;
     let trees = snapshot.partition_trees()?;
-    let tables = tables::complete_tables(settings, config, &catalog, &trees)?;
+    let tables = tables::complete_tables(settings, &catalog, &trees)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     let connection = settings.source.connection();
     let snapshot_id = snapshot.id.clone();

@@ -15,8 +15,9 @@ use pgferry::cause::{Cause, CauseExt};
 use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::pg::catalog::{ForeignKey, PartitionMember, FOREIGN_KEYS_SQL};
+use pgferry::pg::ident::quote_ident;
 use pgferry::pg::Psql;
-use pgferry::settings::names::{quote_ident, QualifiedName};
+use pgferry::settings::names::QualifiedName;
 use pgferry::settings::{ConfigError, SenderSettings};
 use pgferry::watermark;
 
@@ -30,34 +31,30 @@ use crate::{pack, tables};
 pub fn run(config: &Path, minutes: Option<u32>, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
     let jobs = crate::metrics::jobs(&settings, options);
-    jobs.run("partial", || job(&settings, config, minutes))?;
+    jobs.run("partial", || job(&settings, minutes))?;
     Ok(Exit::Done)
 }
 
 /// The job the command and the daemon run.
-pub fn job(settings: &SenderSettings, config: &Path, minutes: Option<u32>) -> anyhow::Result<()> {
-    partial(settings, config, minutes).map(|_| ())
+pub fn job(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Result<()> {
+    partial(settings, minutes).map(|_| ())
 }
 
 /// Makes and publishes one partial bundle; returns its name.
-pub fn partial(
-    settings: &SenderSettings,
-    config: &Path,
-    minutes: Option<u32>,
-) -> anyhow::Result<BundleName> {
+pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Result<BundleName> {
     let started = Instant::now();
     let psql = Psql::new(settings.source.connection());
     let mut snapshot = Snapshot::open(&psql)?;
     // Named by the database's clock, like the window: see `complete`.
     let name = BundleName::new(snapshot.time, Kind::Partial).with_codec(settings.compression.codec);
     let catalog = snapshot.tables()?;
-    let partial_tables = resolve_partial_tables(settings, config, &catalog, &mut snapshot)?;
+    let partial_tables = resolve_partial_tables(settings, &catalog, &mut snapshot)?;
     let (end, held_back) = snapshot.limit();
     let (window, next_mark) = choose_window(settings, end, minutes)?;
     let fks: Option<Vec<ForeignKey>> = snapshot.json(FOREIGN_KEYS_SQL)?;
     let selected = selection::select(&partial_tables, &fks.unwrap_or_default(), window);
     let trees = snapshot.partition_trees()?;
-    require_complete_tables(settings, config, &catalog, &trees, &selected)?;
+    require_complete_tables(settings, &catalog, &trees, &selected)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     manifest.window = Some(ManifestWindow {
         start: window.start,
@@ -89,7 +86,6 @@ pub fn partial(
 /// The configured partial tables, each checked: it exists, its `changed_at` column exists.
 fn resolve_partial_tables(
     settings: &SenderSettings,
-    config: &Path,
     catalog: &[QualifiedName],
     snapshot: &mut Snapshot,
 ) -> anyhow::Result<Vec<PartialTable>> {
@@ -100,11 +96,11 @@ fn resolve_partial_tables(
             .table
             .literal()
             .filter(|t| catalog.contains(t))
-            .ok_or_else(|| tables::no_match(config, &key, &entry.table.to_string()))?;
+            .ok_or_else(|| tables::no_match(&settings.path, &key, &entry.table.to_string()))?;
         let info = snapshot.table_info(&table)?;
         if !info.columns.iter().any(|c| c.name == entry.changed_at) {
             return Err(ConfigError::new(
-                config,
+                &settings.path,
                 format!("partial.tables[{index}].changed_at"),
                 format!("table {table} has no column {:?}", entry.changed_at),
             )
@@ -122,12 +118,11 @@ fn resolve_partial_tables(
 /// creates tables on the target, and a complete must be able to replace what partials sent.
 fn require_complete_tables(
     settings: &SenderSettings,
-    config: &Path,
     catalog: &[QualifiedName],
     trees: &[PartitionMember],
     selected: &[Selected],
 ) -> anyhow::Result<()> {
-    let complete = tables::complete_tables(settings, config, catalog, trees)?;
+    let complete = tables::complete_tables(settings, catalog, trees)?;
     let outside: Vec<String> = selected
         .iter()
         .filter(|s| !complete.contains(&s.table))
@@ -141,7 +136,7 @@ fn require_complete_tables(
         .collect();
     if !outside.is_empty() {
         return Err(ConfigError::new(
-            config,
+            &settings.path,
             "source.tables",
             format!(
                 "partial bundles send table(s) {} but complete bundles do not, so the receiver would never create them; hint: add them to source.tables",

@@ -1,7 +1,7 @@
 //! `sender run`: the daemon. `complete`, `partial` and `check-remote` on their schedules,
 //! each the same job function its one-shot command calls.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use pgferry::daemon;
@@ -13,15 +13,14 @@ use crate::commands::{check_remote, complete, partial};
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = Arc::new(SenderSettings::read(config)?);
-    let config: Arc<PathBuf> = Arc::new(config.to_path_buf());
     let jobs = crate::metrics::jobs(&settings, options);
     let complete_job = {
-        let (settings, config) = (settings.clone(), config.clone());
-        move || complete::job(&settings, &config)
+        let settings = settings.clone();
+        move || complete::job(&settings)
     };
     let partial_job = {
-        let (settings, config) = (settings.clone(), config.clone());
-        move || partial::job(&settings, &config, None)
+        let settings = settings.clone();
+        move || partial::job(&settings, None)
     };
     let check_remote_job = {
         let settings = settings.clone();
