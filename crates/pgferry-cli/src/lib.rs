@@ -1,6 +1,8 @@
 //! The command-line frame `sender` and `receiver` share: the global options every command
 //! takes, logging set-up, and the one place where a result becomes an exit code.
 
+mod progress_bar;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,11 +124,13 @@ impl GlobalArgs {
             .unwrap_or_else(|| pgferry::settings::default_path(default))
     }
 
-    /// Starts logging and returns how jobs run: the log lines alerts quote, `--no-alert`.
+    /// Starts logging and returns how jobs run: the log lines alerts quote, `--no-alert`,
+    /// and progress drawn on a terminal (not with `-q` or `--log-format json`).
     pub fn init(&self) -> pgferry::job::Options {
         pgferry::job::Options {
             recent: self.init_logging(),
             no_alert: self.no_alert,
+            progress: progress_bar::on_terminal(self.quiet == 0 && self.log_format == Format::Text),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Options {
     pub recent: RecentLines,
     /// `--no-alert`: keep history, send no email.
     pub no_alert: bool,
+    /// Where a one-shot command started on a terminal shows its progress.
+    pub progress: crate::progress::Progress,
 }
 
 /// What every job of one side needs to run, alert and keep history.

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod pg;
 pub mod pipe;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod sftp;

@@ -19,6 +19,7 @@ use pgferry::cause::{self, Cause};
 use pgferry::pg::ident::{quote_ident, quote_literal};
 use pgferry::pg::Psql;
 use pgferry::process::StderrTail;
+use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::ReceiverSettings;
 
@@ -48,6 +49,7 @@ pub fn apply(
     verified: &Verified,
     plan: &Plan,
     db_done: bool,
+    progress: &Progress,
 ) -> anyhow::Result<Applied> {
     check_file_sets(settings, &verified.manifest)?;
     let psql = Psql::new(settings.target.connection());
@@ -63,16 +65,40 @@ pub fn apply(
         applied: Applied::default(),
         rows: None,
         data: None,
+        progress,
     };
+    let mut passed = 0;
     read_entries(path, &verified.manifest, |kind, entry, reader| {
-        loader.visit(kind, entry, reader)
+        let mut counted = Counted {
+            inner: reader,
+            passed: &mut passed,
+            progress,
+        };
+        loader.visit(kind, entry, &mut counted)
     })?;
     loader.finish_database()?;
     Ok(loader.applied)
 }
 
+/// Reports the bytes of the bundle's entries read so far.
+struct Counted<'r, 'p> {
+    inner: &'r mut dyn Read,
+    passed: &'p mut u64,
+    progress: &'p Progress,
+}
+
+impl Read for Counted<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.passed += n as u64;
+        self.progress.bytes(*self.passed);
+        Ok(n)
+    }
+}
+
 struct Loader<'a> {
     settings: &'a ReceiverSettings,
+    progress: &'a Progress,
     manifest: &'a Manifest,
     sha256: &'a str,
     plan: &'a Plan,
@@ -111,9 +137,12 @@ impl<'a> Loader<'a> {
             EntryKind::Data if !self.db_done => {
                 self.transaction()?;
                 let transaction = self.transaction.as_mut().context("no open transaction")?;
-                let (path, filter) = self
-                    .data
-                    .get_or_insert_with(|| (String::new(), DumpFilter::new(&self.manifest.tables)));
+                let (path, filter) = self.data.get_or_insert_with(|| {
+                    (
+                        String::new(),
+                        DumpFilter::new(&self.manifest.tables).with_progress(self.progress.clone()),
+                    )
+                });
                 path.clone_from(&entry.path);
                 filter
                     .entry(reader, &mut |bytes| transaction.write(bytes))
@@ -159,6 +188,7 @@ impl<'a> Loader<'a> {
                 .tables
                 .get(index)
                 .with_context(|| format!("{} names no table of the manifest", entry.path))?;
+            self.progress.table(&table.table);
             let create = upsert::create_stage(index, table);
             self.transaction()?.write(create.as_bytes())?;
             self.rows = Some(RowsInProgress {

@@ -10,6 +10,7 @@ use std::io::Read;
 use anyhow::{bail, Context};
 use pgferry::bundle::manifest::TableManifest;
 use pgferry::pg::ident::{quote_ident, quote_literal};
+use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
 
 use pgferry::pg::dump_syntax::identifier;
@@ -30,6 +31,7 @@ pub struct DumpFilter<'a> {
     copying: Option<QualifiedName>,
     head: Vec<u8>,
     head_len: usize,
+    progress: Progress,
 }
 
 impl<'a> DumpFilter<'a> {
@@ -41,7 +43,13 @@ impl<'a> DumpFilter<'a> {
             copying: None,
             head: Vec::new(),
             head_len: 0,
+            progress: Progress::none(),
         }
+    }
+
+    /// The same, reporting each table as its rows begin.
+    pub fn with_progress(self, progress: Progress) -> Self {
+        DumpFilter { progress, ..self }
     }
 
     /// Streams the next entry of the dump from `reader` to `out`. Its lines are numbered
@@ -218,6 +226,7 @@ impl<'a> DumpFilter<'a> {
             table.quoted(),
             list.join(", ")
         );
+        self.progress.table(&table);
         self.copying = Some(table);
         Ok(sql)
     }

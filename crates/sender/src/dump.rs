@@ -14,6 +14,7 @@ use pgferry::cause::{Cause, CauseExt};
 use pgferry::pg::dump_syntax::identifier;
 use pgferry::pg::psql::apply_connection;
 use pgferry::process::{self, CommandReader};
+use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::Connection;
 
@@ -130,6 +131,9 @@ pub struct RowCounter<R> {
     line_overflow: bool,
     current: Option<QualifiedName>,
     pub rows: BTreeMap<QualifiedName, u64>,
+    /// Bytes passed so far, and where to report them and each table.
+    passed: u64,
+    progress: Progress,
 }
 
 /// Only the start of a long line is kept: enough for any `COPY` header.
@@ -143,7 +147,14 @@ impl<R: Read> RowCounter<R> {
             line_overflow: false,
             current: None,
             rows: BTreeMap::new(),
+            passed: 0,
+            progress: Progress::none(),
         }
+    }
+
+    /// The same, reporting the bytes passed and each table as its rows begin.
+    pub fn with_progress(self, progress: Progress) -> Self {
+        RowCounter { progress, ..self }
     }
 
     fn end_of_line(&mut self) {
@@ -156,6 +167,7 @@ impl<R: Read> RowCounter<R> {
         } else if !self.line_overflow && self.line.starts_with(b"COPY ") {
             if let Some(table) = parse_copy_target(&String::from_utf8_lossy(&self.line)) {
                 self.rows.entry(table.clone()).or_insert(0);
+                self.progress.table(&table);
                 self.current = Some(table);
             }
         }
@@ -167,6 +179,8 @@ impl<R: Read> RowCounter<R> {
 impl<R: Read> Read for RowCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.passed += n as u64;
+        self.progress.bytes(self.passed);
         let mut rest = &buf[..n];
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             self.keep(&rest[..pos]);

@@ -18,6 +18,13 @@ pub const TABLES_SQL: &str = "SELECT json_agg(json_build_object('schema', n.nspn
          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
          AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname <> 'pgferry'";
 
+/// The bytes `tables` take on disk (`pg_table_size`: heap and TOAST): roughly what their
+/// data dump will be, for a progress bar.
+pub fn tables_size_sql(tables: &[QualifiedName]) -> String {
+    let list = tables.iter().map(regclass).collect::<Vec<_>>().join(", ");
+    format!("SELECT COALESCE(sum(pg_table_size(t)), 0)::bigint FROM unnest(ARRAY[{list}]::regclass[]) t")
+}
+
 /// A table of a partition tree: the partitioned root, its partitions, theirs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PartitionMember {

@@ -16,6 +16,7 @@ use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::pg::Psql;
+use pgferry::progress::Progress;
 use pgferry::settings::{ReceiverSettings, Size};
 
 use crate::refused::Refused;
@@ -24,13 +25,14 @@ use crate::{apply, blocked, hook, inbox, install, ledger, plan, prune, supersede
 pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
     let jobs = crate::metrics::jobs(&settings, options);
-    jobs.run("load", || job(&settings, once))?;
+    jobs.run("load", || job(&settings, once, &options.progress))?;
     Ok(Exit::Done)
 }
 
-/// The job the command and the daemon run: load, then prune.
-pub fn job(settings: &ReceiverSettings, once: bool) -> anyhow::Result<()> {
-    let result = load(settings, once);
+/// The job the command and the daemon run: load, then prune. `progress` shows each bundle's
+/// load to a person at a terminal (the daemon has none).
+pub fn job(settings: &ReceiverSettings, once: bool, progress: &Progress) -> anyhow::Result<()> {
+    let result = load(settings, once, progress);
     if let Err(err) = prune::prune(settings, Utc::now()) {
         tracing::warn!(error = %format!("{err:#}"), "prune after load failed");
     }
@@ -48,14 +50,18 @@ pub enum Outcome {
     Obsolete,
 }
 
-pub fn load(settings: &ReceiverSettings, once: bool) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
+pub fn load(
+    settings: &ReceiverSettings,
+    once: bool,
+    progress: &Progress,
+) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
     remove_install_leftovers(settings)?;
     let pending = inbox::pending(&settings.inbox.dir)?;
     if pending.is_empty() {
         tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
     }
     let queue = supersede::start_at_newest_complete(settings, pending)?;
-    let result = load_queue(settings, queue, once);
+    let result = load_queue(settings, queue, once, progress);
     unblock_when_gone(settings)?;
     result
 }
@@ -76,6 +82,7 @@ fn load_queue(
     settings: &ReceiverSettings,
     queue: supersede::Queue,
     once: bool,
+    progress: &Progress,
 ) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
     let limit = if once { 1 } else { usize::MAX };
     let mut start = queue.start;
@@ -94,7 +101,7 @@ fn load_queue(
                 continue;
             }
         };
-        let outcome = load_one(settings, &name, &path, &verified)
+        let outcome = load_one(settings, &name, &path, &verified, progress)
             .with_context(|| format!("load bundle {name}"))
             .or_else(|err| match Refused::find(&err) {
                 Some(refused) => {
@@ -135,6 +142,7 @@ fn load_one(
     name: &BundleName,
     path: &Path,
     verified: &Verified,
+    progress: &Progress,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let manifest = &verified.manifest;
@@ -175,7 +183,9 @@ fn load_one(
             }
         }
     };
-    let applied = apply::apply(settings, path, verified, &plan, already)?;
+    let entry_bytes = manifest.entries.iter().map(|e| e.size).sum();
+    progress.start(format!("load {name}"), Some(entry_bytes));
+    let applied = apply::apply(settings, path, verified, &plan, already, progress)?;
     if let Some(post) = &settings.postprocess {
         hook::run(post, path, manifest).cause(Cause::Hook)?;
     }
@@ -192,6 +202,12 @@ fn load_one(
             },
         )?;
     }
+    progress.done(format!(
+        "applied {name}: {} rows, {} files, in {:.1} s",
+        applied.loaded_rows,
+        applied.files.written,
+        started.elapsed().as_secs_f64()
+    ));
     tracing::info!(
         bundle = %name, rows = applied.loaded_rows, files = applied.files.written, kept = applied.files.kept,
         seconds = started.elapsed().as_secs_f64(), already_loaded = already, "applied"

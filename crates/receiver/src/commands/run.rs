@@ -8,6 +8,7 @@ use chrono::Utc;
 use pgferry::daemon;
 use pgferry::exit::Exit;
 use pgferry::job::Options;
+use pgferry::progress::Progress;
 use pgferry::settings::ReceiverSettings;
 
 use crate::commands::{load, prune};
@@ -20,7 +21,7 @@ pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let load_job = {
         let (settings, jobs) = (settings.clone(), jobs.clone());
         move || {
-            let loaded = load::job(&settings, false);
+            let loaded = load::job(&settings, false, &Progress::none());
             // Its own job, so it alerts once when stale and once when fresh again.
             let _ = jobs.run("staleness", || {
                 staleness::check(&settings, started, Utc::now())

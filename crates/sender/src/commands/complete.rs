@@ -13,9 +13,10 @@ use pgferry::bundle::{BundleName, Kind, Manifest};
 use pgferry::cause::{Cause, CauseExt};
 use pgferry::exit::Exit;
 use pgferry::job::Options;
-use pgferry::pg::Psql;
+use pgferry::pg::{catalog, Psql};
 use pgferry::pipe::ReadAhead;
 use pgferry::process::CommandReader;
+use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
 
@@ -26,17 +27,18 @@ use crate::{dump, pack, tables};
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
     let jobs = crate::metrics::jobs(&settings, options);
-    jobs.run("complete", || job(&settings))?;
+    jobs.run("complete", || job(&settings, &options.progress))?;
     Ok(Exit::Done)
 }
 
-/// The job the command and the daemon run.
-pub fn job(settings: &SenderSettings) -> anyhow::Result<()> {
-    complete(settings).map(|_| ())
+/// The job the command and the daemon run. `progress` shows the dump and upload to a
+/// person at a terminal (the daemon has none).
+pub fn job(settings: &SenderSettings, progress: &Progress) -> anyhow::Result<()> {
+    complete(settings, progress).map(|_| ())
 }
 
 /// Makes and publishes one complete bundle; returns its name.
-pub fn complete(settings: &SenderSettings) -> anyhow::Result<BundleName> {
+pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Result<BundleName> {
     let started = Instant::now();
     let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
     // Named by the database's clock, like the windows: a local clock that jumps cannot
@@ -58,12 +60,15 @@ pub fn complete(settings: &SenderSettings) -> anyhow::Result<BundleName> {
         // connection is made. pg_dump's output is read and its rows counted on a thread
         // of their own, so it keeps going while the bundle's thread compresses.
         let schemas = scope.spawn(|| dump::schemas(&connection, &snapshot_id, &tables));
-        let counter = dump::RowCounter::new(dump::data(&connection, &snapshot_id, &tables)?);
+        let counter = dump::RowCounter::new(dump::data(&connection, &snapshot_id, &tables)?)
+            .with_progress(progress.clone());
         let data = ReadAhead::new(counter);
         for table in &tables {
             manifest.tables.push(describe(&mut snapshot, table)?);
         }
         manifest.dependencies = snapshot.dependencies(&tables)?;
+        let expected: Option<u64> = snapshot.json(&catalog::tables_size_sql(&tables))?;
+        progress.start(format!("complete bundle {name}"), expected);
         publish(
             settings,
             &name,
@@ -76,6 +81,11 @@ pub fn complete(settings: &SenderSettings) -> anyhow::Result<BundleName> {
         )
     })?;
     snapshot.close()?;
+    progress.done(format!(
+        "published {name}: {} rows in {:.1} s",
+        manifest.total_rows(),
+        started.elapsed().as_secs_f64()
+    ));
     tracing::info!(
         bundle = %name, path = %published, rows = manifest.total_rows(),
         seconds = started.elapsed().as_secs_f64(), "published complete bundle"

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pgferry::daemon;
 use pgferry::exit::Exit;
 use pgferry::job::Options;
+use pgferry::progress::Progress;
 use pgferry::settings::SenderSettings;
 
 use crate::commands::{check_remote, complete, partial};
@@ -16,7 +17,7 @@ pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let jobs = crate::metrics::jobs(&settings, options);
     let complete_job = {
         let settings = settings.clone();
-        move || complete::job(&settings)
+        move || complete::job(&settings, &Progress::none())
     };
     let partial_job = {
         let settings = settings.clone();
