@@ -16,7 +16,7 @@ set -euo pipefail
 
 ENV_DIR="${PGFERRY_TESTENV:-/tmp/pgferry-testenv}"
 OS_USER=pgferry-test
-PACKAGES=(postgresql-15 postgresql-client-15 openssh-server openssh-client python3-aiosmtpd libssl-dev pkg-config faketime)
+PACKAGES=(postgresql-15 postgresql-client-15 openssh-server openssh-client python3-aiosmtpd libssl-dev pkg-config faketime bsdutils)
 
 log() { echo "testenv: $*" >&2; }
 die() { log "$*"; exit 1; }
