@@ -30,6 +30,11 @@ impl Progress {
         Progress(None)
     }
 
+    /// Whether anyone draws the events: work done only for them can be skipped.
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
     fn send(&self, event: Event) {
         if let Some(sink) = &self.0 {
             sink(event);

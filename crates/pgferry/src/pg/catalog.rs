@@ -18,11 +18,16 @@ pub const TABLES_SQL: &str = "SELECT json_agg(json_build_object('schema', n.nspn
          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
          AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname <> 'pgferry'";
 
-/// The bytes `tables` take on disk (`pg_table_size`: heap and TOAST): roughly what their
-/// data dump will be, for a progress bar.
+/// About the bytes `tables` take on disk (heap and TOAST pages as the catalog last counted
+/// them): roughly what their data dump will be, for a progress bar. Read from `pg_class`
+/// alone, so it never waits for a lock on a table (`pg_table_size` would).
 pub fn tables_size_sql(tables: &[QualifiedName]) -> String {
     let list = tables.iter().map(regclass).collect::<Vec<_>>().join(", ");
-    format!("SELECT COALESCE(sum(pg_table_size(t)), 0)::bigint FROM unnest(ARRAY[{list}]::regclass[]) t")
+    format!(
+        "SELECT COALESCE(sum(c.relpages::bigint + COALESCE(t.relpages, 0)), 0) * current_setting('block_size')::bigint \
+         FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
+         WHERE c.oid = ANY (ARRAY[{list}]::oid[])"
+    )
 }
 
 /// A table of a partition tree: the partitioned root, its partitions, theirs.

@@ -67,8 +67,10 @@ pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Resul
             manifest.tables.push(describe(&mut snapshot, table)?);
         }
         manifest.dependencies = snapshot.dependencies(&tables)?;
-        let expected: Option<u64> = snapshot.json(&catalog::tables_size_sql(&tables))?;
-        progress.start(format!("complete bundle {name}"), expected);
+        if progress.is_on() {
+            let expected: Option<u64> = snapshot.json(&catalog::tables_size_sql(&tables))?;
+            progress.start(format!("complete bundle {name}"), expected);
+        }
         publish(
             settings,
             &name,
