@@ -1,5 +1,5 @@
 //! The bundle that blocks the queue: one the target refused for its content (see
-//! [`crate::refused`]). Bundles apply in order, so nothing after it loads until the target
+//! [`crate::load::refused`]). Bundles apply in order, so nothing after it loads until the target
 //! is fixed or a complete bundle supersedes it. Kept in the state dir, since the refused
 //! load's own transaction rolled back, so `receiver status` can say which, since when and why.
 

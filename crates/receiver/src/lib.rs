@@ -2,30 +2,20 @@
 //! in a module named after it.
 //!
 //! A load: [`inbox`] (pending bundles) → [`supersede`] (start at the newest complete) →
-//! for each bundle: verify → [`ledger`] lookup → [`plan`] (what to create, reuse, replace;
-//! [`refused::Refused`] when the target cannot take it, then [`blocked`]) → [`apply`] (one
-//! `psql` transaction: [`ddl`], [`dump_filter`] or [`csv_to_copy`] and [`upsert`],
-//! [`triggers`], [`post_data`], the ledger row) → [`install`] (files) → [`hook`]. Then
-//! [`prune`]; the daemon adds [`staleness`].
+//! for each bundle: verify → [`load::ledger`] lookup → [`load::plan`] (what to create,
+//! reuse, replace; [`load::refused::Refused`] when the target cannot take it, then
+//! [`blocked`]) → [`load::apply`] (one `psql` transaction: [`load::ddl`],
+//! [`load::dump_filter`] or [`load::csv_to_copy`] and [`load::upsert`], [`load::triggers`],
+//! [`load::post_data`], the ledger row) → [`install`] (files) → [`hook`]. Then [`prune`];
+//! the daemon adds [`staleness`].
 
-pub mod apply;
 pub mod blocked;
 pub mod commands;
-pub mod csv_to_copy;
-pub mod ddl;
-pub mod dump_filter;
-pub mod dump_syntax;
 pub mod hook;
 pub mod inbox;
 pub mod install;
-pub mod ledger;
+pub mod load;
 pub mod metrics;
-pub mod plan;
-pub mod post_data;
 pub mod prune;
-pub mod refused;
-pub mod schema_diff;
 pub mod staleness;
 pub mod supersede;
-pub mod triggers;
-pub mod upsert;

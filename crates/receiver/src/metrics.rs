@@ -10,7 +10,8 @@ use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 
 use crate::commands::status::JOBS;
-use crate::{blocked, inbox, ledger};
+use crate::load::ledger;
+use crate::{blocked, inbox};
 
 /// The receiver's metrics at `now`, in Prometheus' text format. The lag needs the target
 /// database; when it cannot be asked, the lag is left out and the rest is written.

@@ -7,7 +7,7 @@ use pgferry::cause::{self, Cause};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 
-use crate::ledger;
+use crate::load::ledger;
 
 /// Fails when nothing was applied within `stale_after` before `now`. With nothing applied
 /// ever, the clock starts at `since` (when the daemon started).

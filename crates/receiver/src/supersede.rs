@@ -13,7 +13,8 @@ use pgferry::bundle::{BundleName, Kind};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
 
-use crate::{inbox, ledger};
+use crate::inbox;
+use crate::load::ledger;
 
 /// What to load, after the obsolete bundles went.
 pub struct Queue {

@@ -19,8 +19,9 @@ use pgferry::pg::Psql;
 use pgferry::progress::Progress;
 use pgferry::settings::{ReceiverSettings, Size};
 
-use crate::refused::Refused;
-use crate::{apply, blocked, hook, inbox, install, ledger, plan, prune, supersede};
+use crate::load::refused::Refused;
+use crate::load::{apply, ledger, plan};
+use crate::{blocked, hook, inbox, install, prune, supersede};
 
 pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;

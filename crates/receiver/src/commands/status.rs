@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::blocked::{self, Blocked};
 use crate::inbox;
-use crate::ledger::{self, Record};
+use crate::load::ledger::{self, Record};
 
 /// The receiver's jobs, in the order status shows them.
 pub const JOBS: [&str; 3] = ["load", "prune", "staleness"];

@@ -15,7 +15,7 @@ use pgferry::settings::names::QualifiedName;
 
 use pgferry::pg::dump_syntax::identifier;
 
-use crate::dump_syntax::{set_line, string_literal};
+use crate::load::dump_syntax::{set_line, string_literal};
 
 /// The longest line accepted outside COPY data (a COPY header of a very wide table fits).
 const LINE_LIMIT: usize = 1024 * 1024;

@@ -2,8 +2,8 @@
 //! the ledger row (guarantee 3), then its files (after the commit). The bundle is read in
 //! one pass; each entry's checksum is checked again before the transaction commits.
 //! Nothing from the bundle reaches psql as it is: schema entries run through
-//! [`crate::ddl`], data entries through [`crate::dump_filter`], CSV through
-//! [`crate::csv_to_copy`], so a crafted bundle cannot end the transaction early or run a
+//! [`crate::load::ddl`], data entries through [`crate::load::dump_filter`], CSV through
+//! [`crate::load::csv_to_copy`], so a crafted bundle cannot end the transaction early or run a
 //! psql meta-command.
 
 use std::collections::HashMap;
@@ -23,16 +23,16 @@ use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::ReceiverSettings;
 
-use crate::csv_to_copy::CsvToCopy;
-use crate::ddl;
-use crate::dump_filter::DumpFilter;
 use crate::install::{self, Installed};
-use crate::ledger;
-use crate::plan::{Action, Plan};
-use crate::post_data;
-use crate::refused::{Refused, PSQL_SCRIPT_ERROR};
-use crate::triggers;
-use crate::upsert;
+use crate::load::csv_to_copy::CsvToCopy;
+use crate::load::ddl;
+use crate::load::dump_filter::DumpFilter;
+use crate::load::ledger;
+use crate::load::plan::{Action, Plan};
+use crate::load::post_data;
+use crate::load::refused::{Refused, PSQL_SCRIPT_ERROR};
+use crate::load::triggers;
+use crate::load::upsert;
 
 /// What applying did.
 #[derive(Debug, Default)]
@@ -42,7 +42,7 @@ pub struct Applied {
 }
 
 /// Loads the database part (unless `db_done`: the ledger already has it) and installs the
-/// files. `plan` comes from [`crate::plan`].
+/// files. `plan` comes from [`crate::load::plan`].
 pub fn apply(
     settings: &ReceiverSettings,
     path: &Path,

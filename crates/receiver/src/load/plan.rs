@@ -7,8 +7,8 @@ use pgferry::pg::{catalog, Psql};
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::receiver::OnSchemaChange;
 
-use crate::refused::Refused;
-use crate::schema_diff;
+use crate::load::refused::Refused;
+use crate::load::schema_diff;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
