@@ -64,6 +64,20 @@ fn status_json(ferry: &Ferry) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap()
 }
 
+/// `receiver status --json` names `bundle` as the block, since when, and why.
+fn assert_blocked_by(ferry: &Ferry, bundle: &str, reason: &str) {
+    let status = status_json(ferry);
+    assert_eq!(status["blocked"]["bundle"], bundle, "{status}");
+    assert!(status["blocked"]["since"].as_str().is_some(), "{status}");
+    assert!(
+        status["blocked"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(reason),
+        "{status}"
+    );
+}
+
 #[test]
 fn issue_20_a_refused_partial_blocks_with_one_alert_until_a_complete_supersedes_it() {
     let (ferry, to) = shipped();
@@ -83,16 +97,11 @@ fn issue_20_a_refused_partial_blocks_with_one_alert_until_a_complete_supersedes_
         mails[0].body
     );
 
-    let status = status_json(&ferry);
-    assert_eq!(status["blocked"]["bundle"], partial.as_str());
-    assert!(
-        status["blocked"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains(r#"column "note" (text) is missing on the target"#),
-        "{status}"
+    assert_blocked_by(
+        &ferry,
+        &partial,
+        r#"column "note" (text) is missing on the target"#,
     );
-    assert!(status["blocked"]["since"].as_str().is_some(), "{status}");
     let text = ferry.receiver(&["status"]);
     let line = text.line("blocked by");
     assert!(
@@ -207,14 +216,10 @@ fn a_bundle_the_target_refuses_is_retried_once_the_target_is_fixed() {
         "{}",
         run.stderr
     );
-    let status = status_json(&ferry);
-    assert_eq!(status["blocked"]["bundle"], partial.as_str());
-    assert!(
-        status["blocked"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("violates check constraint \"no_shouting\""),
-        "{status}"
+    assert_blocked_by(
+        &ferry,
+        &partial,
+        "violates check constraint \"no_shouting\"",
     );
 
     ferry
