@@ -35,13 +35,14 @@ impl Exposition {
         labels: &[(&str, &str)],
         value: f64,
     ) {
-        let family = self.families.entry(name).or_insert_with(|| Family {
-            help,
-            samples: Vec::new(),
+        let order = &mut self.order;
+        let family = self.families.entry(name).or_insert_with(|| {
+            order.push(name);
+            Family {
+                help,
+                samples: Vec::new(),
+            }
         });
-        if family.samples.is_empty() && !self.order.contains(&name) {
-            self.order.push(name);
-        }
         let labels: Vec<String> = labels
             .iter()
             .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))

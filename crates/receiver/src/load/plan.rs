@@ -72,19 +72,13 @@ pub fn complete(
     manifest: &Manifest,
     on_change: OnSchemaChange,
 ) -> anyhow::Result<Plan> {
-    let (create, mut problems) = dependencies(psql, &manifest.dependencies)?;
-    match tables(psql, manifest, on_change) {
-        Ok(tables) if problems.is_empty() => Ok(Plan { tables, create }),
-        Ok(_) => Err(Refused::Schema(problems.join("\n")).into()),
-        Err(err) => match err.downcast::<Refused>() {
-            Ok(Refused::Schema(tables)) => {
-                problems.insert(0, tables);
-                Err(Refused::Schema(problems.join("\n")).into())
-            }
-            Ok(other) => Err(other.into()),
-            Err(err) => Err(err),
-        },
+    let (tables, mut problems) = tables(psql, manifest, on_change)?;
+    let (create, dependency_problems) = dependencies(psql, &manifest.dependencies)?;
+    problems.extend(dependency_problems);
+    if !problems.is_empty() {
+        return Err(Refused::Schema(problems.join("\n")).into());
     }
+    Ok(Plan { tables, create })
 }
 
 /// The dependencies the target lacks (or, for a function, has in another version), and the
@@ -138,12 +132,12 @@ fn one_line(ddl: &str) -> String {
     ddl.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The actions for every table, or the error naming each table whose columns differ.
+/// The actions for the tables, and the problems: each table whose columns differ.
 fn tables(
     psql: &Psql,
     manifest: &Manifest,
     on_change: OnSchemaChange,
-) -> anyhow::Result<Vec<TablePlan>> {
+) -> anyhow::Result<(Vec<TablePlan>, Vec<String>)> {
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     for (table, info) in manifest.tables.iter().zip(infos(psql, manifest)?) {
@@ -167,8 +161,5 @@ fn tables(
             action,
         });
     }
-    if !problems.is_empty() {
-        return Err(Refused::Schema(problems.join("\n")).into());
-    }
-    Ok(plans)
+    Ok((plans, problems))
 }
