@@ -122,14 +122,15 @@ fn pending_big_bundle() -> Ferry {
     ferry
 }
 
-/// Starts `receiver load` while the test holds a SHARE lock on the target's `big` (reads
-/// go on, writes wait), and returns once the load's session is provably held: waiting for
-/// that lock at its first write of `big`, inside its transaction (begun, the ledger's DDL
-/// run). Until [`HeldLock::release`] the load can neither write a row nor commit, however
-/// fast or slow the machine; the receiver meanwhile streams the data into psql's input
-/// until the pipe is full.
+/// Starts `receiver load` while the test holds an ACCESS EXCLUSIVE lock on the target's
+/// `big`, and returns once the load's session is provably held: waiting for that lock
+/// where it first touches `big`, inside its transaction (begun, the ledger's DDL run): the
+/// staging table shaped like it, at the start of the data. Until [`HeldLock::release`]
+/// the load can neither write a row nor commit, however fast or slow the machine; the
+/// receiver meanwhile streams the data into psql's input until the pipe is full, so
+/// psql's input cannot yet hold the COMMIT.
 pub fn start_held_load(ferry: &Ferry) -> (Running, HeldLock, Waiter) {
-    let lock = ferry.target.hold_lock("big", "SHARE");
+    let lock = ferry.target.hold_lock("big", "ACCESS EXCLUSIVE");
     let mut receiver = Running::start(
         "receiver",
         &ferry.receiver_config,

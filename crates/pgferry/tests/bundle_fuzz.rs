@@ -89,7 +89,16 @@ fn entries() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
         proptest::collection::vec(any::<u8>(), 0..2000),
         0..6,
     )
-    .prop_map(|m| m.into_iter().collect())
+    .prop_map(|m| {
+        // In the order a bundle holds them: schema, then data or rows, then files.
+        let mut entries: Vec<(String, Vec<u8>)> = m.into_iter().collect();
+        entries.sort_by_key(|(path, _)| match path.split('/').next() {
+            Some("schema") => 0,
+            Some("files") => 2,
+            _ => 1,
+        });
+        entries
+    })
 }
 
 /// Verifies and, when verification passes, reads every entry back; never panics.

@@ -1,5 +1,5 @@
 //! Reads a bundle back: `verify` checks all of it before anything is touched (guarantee 2),
-//! `read_entries` streams the entries again for the load and re-checks each checksum as
+//! `with_entries` streams the entries again for the load and re-checks each checksum as
 //! it goes, so the load commits only bytes that were verified.
 //!
 //! Both passes read the file on a thread of their own ([`ReadAhead`]), which also hashes
@@ -108,6 +108,7 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
     let mut archive = open(path).map_err(io_fail)?;
     let mut seen: Vec<Entry> = Vec::new();
     let mut manifest: Option<Manifest> = None;
+    let mut section = Section::Schema;
     for entry in archive.entries().map_err(io_fail)? {
         let mut entry = entry.map_err(io_fail)?;
         let entry_path = String::from_utf8(entry.path_bytes().into_owned())
@@ -124,6 +125,15 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
             return Err(fail(format!(
                 "entry {entry_path:?} comes after the manifest"
             )));
+        }
+        if let Some(now) = Section::of(&kind) {
+            if now < section {
+                return Err(fail(format!(
+                    "entry {entry_path:?} comes after the {} entries",
+                    section.name()
+                )));
+            }
+            section = now;
         }
         if seen.iter().any(|e| e.path == entry_path)
             || (kind == EntryKind::Manifest && entry_path != MANIFEST_PATH)
@@ -162,6 +172,34 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
         sha256,
         size,
     })
+}
+
+/// The parts of a bundle, in the order they must come: the load reads the schema before
+/// it opens the transaction and commits it before it installs the first file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Section {
+    Schema,
+    Database,
+    Files,
+}
+
+impl Section {
+    fn of(kind: &EntryKind) -> Option<Section> {
+        match kind {
+            EntryKind::Manifest => None,
+            EntryKind::Schema => Some(Section::Schema),
+            EntryKind::Data | EntryKind::Rows => Some(Section::Database),
+            EntryKind::File { .. } => Some(Section::Files),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::Schema => "schema",
+            Section::Database => "data",
+            Section::Files => "file",
+        }
+    }
 }
 
 /// Drains the rest of the compressed stream (so its checksum is checked) and refuses
@@ -253,6 +291,43 @@ fn type_name(entry_type: tar::EntryType) -> &'static str {
     }
 }
 
+/// The entries of a verified bundle, read again in one pass for the load, pulled one at
+/// a time: [`EntryStream::next_entry`] names the next entry and [`EntryStream::body`]
+/// reads it. Each entry's checksum is checked when the next one is asked for, so a caller
+/// that commits after asking for the first entry it does not load has only used bytes
+/// that were verified. `read` runs with the stream; the entries it leaves are read and
+/// checked after it returns.
+pub fn with_entries<T>(
+    path: &Path,
+    manifest: &Manifest,
+    read: impl FnOnce(&mut EntryStream<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut archive = open(path)?;
+    let mut stream = EntryStream {
+        bundle: bundle_label(path),
+        manifest,
+        entries: archive.entries()?,
+        current: None,
+        empty: io::empty(),
+    };
+    let value = read(&mut stream)?;
+    while stream.next_entry()?.is_some() {}
+    Ok(value)
+}
+
+/// See [`with_entries`].
+pub struct EntryStream<'a> {
+    bundle: String,
+    manifest: &'a Manifest,
+    entries: tar::Entries<'a, ReadAhead<Decompressed>>,
+    /// The entry last named, hashed as it is read, and what the manifest says of it.
+    current: Option<(
+        HashingReader<tar::Entry<'a, ReadAhead<Decompressed>>>,
+        &'a Entry,
+    )>,
+    empty: io::Empty,
+}
+
 /// Streams every entry but the manifest to `visit`, in archive order, and checks each one's
 /// checksum against the (already verified) manifest once `visit` has read it.
 pub fn read_entries(
@@ -260,27 +335,62 @@ pub fn read_entries(
     manifest: &Manifest,
     mut visit: impl FnMut(&EntryKind, &Entry, &mut dyn Read) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let bundle = bundle_label(path);
-    let mut archive = open(path)?;
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let entry_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let kind = classify(&entry_path)?;
-        if kind == EntryKind::Manifest {
-            continue;
+    with_entries(path, manifest, |stream| {
+        while let Some((kind, entry)) = stream.next_entry()? {
+            visit(&kind, entry, stream.body())?;
         }
-        let listed = manifest
-            .entry(&entry_path)
-            .ok_or_else(|| anyhow::anyhow!("bundle {bundle} changed since it was verified: {entry_path:?} is not in the manifest"))?;
-        let mut hashing = HashingReader::new(&mut entry);
-        visit(&kind, listed, &mut hashing)?;
-        io::copy(&mut hashing, &mut io::sink())?;
-        let (sha256, _) = hashing.finish();
-        if sha256 != listed.sha256 {
-            anyhow::bail!("bundle {bundle} changed since it was verified: entry {entry_path:?} has another checksum");
+        Ok(())
+    })
+}
+
+impl<'a> EntryStream<'a> {
+    /// Checks the entry before, then names the next one (the manifest's own is skipped),
+    /// or None at the end of the bundle.
+    pub fn next_entry(&mut self) -> anyhow::Result<Option<(EntryKind, &'a Entry)>> {
+        self.check_current()?;
+        for entry in self.entries.by_ref() {
+            let entry = entry?;
+            let entry_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let kind = classify(&entry_path)?;
+            if kind == EntryKind::Manifest {
+                continue;
+            }
+            let listed = self.manifest.entry(&entry_path).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "bundle {} changed since it was verified: {entry_path:?} is not in the manifest",
+                    self.bundle
+                )
+            })?;
+            self.current = Some((HashingReader::new(entry), listed));
+            return Ok(Some((kind, listed)));
+        }
+        Ok(None)
+    }
+
+    /// The bytes of the entry last named (nothing before the first).
+    pub fn body(&mut self) -> &mut dyn Read {
+        match self.current.as_mut() {
+            Some((reader, _)) => reader,
+            None => &mut self.empty,
         }
     }
-    Ok(())
+
+    /// Reads what is left of the current entry and compares its checksum.
+    fn check_current(&mut self) -> anyhow::Result<()> {
+        let Some((mut reader, listed)) = self.current.take() else {
+            return Ok(());
+        };
+        io::copy(&mut reader, &mut io::sink())?;
+        let (sha256, _) = reader.finish();
+        if sha256 != listed.sha256 {
+            anyhow::bail!(
+                "bundle {} changed since it was verified: entry {:?} has another checksum",
+                self.bundle,
+                listed.path
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! configured them.
 
 pub mod catalog;
+pub mod child;
 pub mod dependencies;
 pub mod dump_syntax;
 pub mod ident;

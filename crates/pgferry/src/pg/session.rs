@@ -1,57 +1,42 @@
 //! A long-lived `psql` session driven over pipes. The sender holds one open to keep a
 //! REPEATABLE READ snapshot exported while `pg_dump` reads from it (guarantee 5).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{ChildStdout, Stdio};
 
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 
+use super::child::PsqlChild;
 use super::Psql;
 use crate::cause::{self, Cause};
-use crate::process::StderrTail;
 
 /// Marks the end of one statement's output.
 const END_MARKER: &str = "__PGFERRY_END_OF_OUTPUT__";
 
+/// Dropped without [`Session::close`], psql is stopped and the transaction rolls back.
 pub struct Session {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    psql: PsqlChild,
     stdout: BufReader<ChildStdout>,
-    stderr: StderrTail,
-    target: String,
 }
 
 impl Session {
     pub fn open(psql: &Psql) -> anyhow::Result<Session> {
-        let target = psql.connection.describe();
-        let mut child = psql
-            .command()
-            .args(["-A", "-t"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("start psql for {target}"))?;
-        let stdin = child.stdin.take().context("psql has no stdin pipe")?;
-        let stdout = child.stdout.take().context("psql has no stdout pipe")?;
-        let stderr = child.stderr.take().context("psql has no stderr pipe")?;
+        let (psql, stdout) = PsqlChild::spawn(psql, &["-A", "-t"], Stdio::piped(), 8 * 1024)?;
+        let stdout = stdout.context("psql has no stdout pipe")?;
         Ok(Session {
-            child,
-            stdin: Some(stdin),
+            psql,
             stdout: BufReader::new(stdout),
-            stderr: StderrTail::drain(stderr),
-            target,
         })
     }
 
     /// Runs one SQL statement (without the final `;`) and returns its output lines joined.
     pub fn query(&mut self, sql: &str) -> anyhow::Result<String> {
-        let stdin = self.stdin.as_mut().context("the psql session is closed")?;
         let script = format!("{sql};\n\\echo {END_MARKER}\n");
-        if stdin
-            .write_all(script.as_bytes())
-            .and_then(|()| stdin.flush())
+        if self
+            .psql
+            .write(script.as_bytes())
+            .and_then(|()| self.psql.flush())
             .is_err()
         {
             return Err(self.died());
@@ -78,22 +63,18 @@ impl Session {
             text.trim()
         };
         serde_json::from_str(text)
-            .with_context(|| format!("read the answer of {} as JSON", self.target))
+            .with_context(|| format!("read the answer of {} as JSON", self.psql.target))
     }
 
     fn died(&mut self) -> anyhow::Error {
-        self.stdin = None;
-        let status = self
-            .child
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|e| e.to_string());
-        let tail = self.stderr.finish();
+        let (status, tail) = match self.psql.wait() {
+            Ok(ended) => (ended.status.to_string(), ended.stderr),
+            Err(err) => (err.to_string(), String::new()),
+        };
         cause::tag(
             anyhow::anyhow!(
-                "psql session with {} ended ({status}): {}",
-                self.target,
-                tail.trim()
+                "psql session with {} ended ({status}): {tail}",
+                self.psql.target
             ),
             Cause::Database,
         )
@@ -101,27 +82,17 @@ impl Session {
 
     /// Ends the session cleanly, committing whatever is open.
     pub fn close(mut self) -> anyhow::Result<()> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"COMMIT;\n\\q\n");
-        }
-        let status = self.child.wait().context("wait for psql")?;
-        let tail = self.stderr.finish();
-        if !status.success() {
+        let _ = self.psql.write(b"COMMIT;\n\\q\n");
+        let _ = self.psql.close_input();
+        let ended = self.psql.wait().context("wait for psql")?;
+        if !ended.status.success() {
             bail!(
-                "psql session with {} failed ({status}): {}",
-                self.target,
-                tail.trim()
+                "psql session with {} failed ({}): {}",
+                self.psql.target,
+                ended.status,
+                ended.stderr
             );
         }
         Ok(())
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if self.stdin.take().is_some() {
-            // Closing stdin ends psql, which rolls back the open transaction.
-            let _ = self.child.wait();
-        }
     }
 }

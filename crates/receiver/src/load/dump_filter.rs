@@ -16,6 +16,7 @@ use pgferry::settings::names::QualifiedName;
 use pgferry::pg::dump_syntax::identifier;
 
 use crate::load::dump_syntax::{set_line, string_literal};
+use crate::load::merge::{self, Staged};
 
 /// The longest line accepted outside COPY data (a COPY header of a very wide table fits).
 const LINE_LIMIT: usize = 1024 * 1024;
@@ -28,10 +29,21 @@ pub struct DumpFilter<'a> {
     /// The current line outside COPY data.
     line: Vec<u8>,
     /// Inside COPY data: the table, and the first bytes of the current line.
-    copying: Option<QualifiedName>,
+    copying: Option<Copying>,
     head: Vec<u8>,
     head_len: usize,
     progress: Progress,
+    /// By manifest index: the tables whose rows replace live ones ([`merge`]).
+    replacing: Vec<bool>,
+    /// The replaced tables whose COPY has ended, for [`merge::apply`].
+    staged: Vec<Staged>,
+}
+
+/// The COPY in progress.
+struct Copying {
+    table: QualifiedName,
+    index: usize,
+    columns: Vec<String>,
 }
 
 impl<'a> DumpFilter<'a> {
@@ -44,7 +56,15 @@ impl<'a> DumpFilter<'a> {
             head: Vec::new(),
             head_len: 0,
             progress: Progress::none(),
+            replacing: Vec::new(),
+            staged: Vec::new(),
         }
+    }
+
+    /// The same, streaming the rows of the tables flagged (by manifest index) into a
+    /// staging table and keeping only what differs from the live rows ([`merge`]).
+    pub fn replacing(self, replacing: Vec<bool>) -> Self {
+        DumpFilter { replacing, ..self }
     }
 
     /// The same, reporting each table as its rows begin.
@@ -95,7 +115,7 @@ impl<'a> DumpFilter<'a> {
                 if ends_line {
                     // psql ends inline COPY data at `\.` and also at `\.` + CR.
                     if self.head_len <= 3 && (self.head == b"\\." || self.head == b"\\.\r") {
-                        self.copying = None;
+                        self.end_copy(out)?;
                     }
                     self.head.clear();
                     self.head_len = 0;
@@ -121,21 +141,39 @@ impl<'a> DumpFilter<'a> {
         Ok(())
     }
 
-    /// Checks the end of the dump: no COPY left open, no unfinished line.
+    /// After a COPY's `\.`: a replaced table's rows are compared with the live ones.
+    fn end_copy(&mut self, out: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let Some(copying) = self.copying.take() else {
+            return Ok(());
+        };
+        if self.replacing.get(copying.index).copied().unwrap_or(false) {
+            let table = &self.tables[copying.index];
+            out(merge::diff(copying.index, table, &copying.columns).as_bytes())?;
+            self.staged.push(Staged {
+                index: copying.index,
+                columns: copying.columns,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the end of the dump: no COPY left open, no unfinished line. Returns the
+    /// replaced tables, for [`merge::apply`].
     pub fn finish(
         mut self,
         out: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        if let Some(table) = &self.copying {
+    ) -> anyhow::Result<Vec<Staged>> {
+        if let Some(copying) = &self.copying {
             bail!(
-                "line {}: the dump ends inside the COPY data of table {table} (no \\. line)",
-                self.line_no
+                "line {}: the dump ends inside the COPY data of table {} (no \\. line)",
+                self.line_no,
+                copying.table
             );
         }
         if !self.line.is_empty() {
             self.end_line(out)?;
         }
-        Ok(())
+        Ok(self.staged)
     }
 
     fn end_line(&mut self, out: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
@@ -207,11 +245,12 @@ impl<'a> DumpFilter<'a> {
             (rest == " FROM stdin;").then_some((QualifiedName { schema, name }, columns))
         })();
         let (table, columns) = parsed.ok_or_else(|| not_pg_dump(line))?;
-        let listed = self
+        let index = self
             .tables
             .iter()
-            .find(|t| t.table == table)
+            .position(|t| t.table == table)
             .ok_or_else(|| format!("COPY into table {table}, which the manifest does not list"))?;
+        let listed = &self.tables[index];
         if let Some(unknown) = columns
             .iter()
             .find(|c| !listed.columns.iter().any(|l| &l.name == *c))
@@ -220,14 +259,22 @@ impl<'a> DumpFilter<'a> {
                 "COPY into column {unknown:?}, which table {table} does not have in the manifest"
             ));
         }
-        let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        let sql = format!(
-            "COPY {} ({}) FROM stdin;\n",
-            table.quoted(),
-            list.join(", ")
-        );
+        let sql = if self.replacing.get(index).copied().unwrap_or(false) {
+            merge::stage(index, listed, &columns)
+        } else {
+            let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+            format!(
+                "COPY {} ({}) FROM stdin;\n",
+                table.quoted(),
+                list.join(", ")
+            )
+        };
         self.progress.table(&table);
-        self.copying = Some(table);
+        self.copying = Some(Copying {
+            table,
+            index,
+            columns,
+        });
         Ok(sql)
     }
 

@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod dump_filter;
 pub mod dump_syntax;
 pub mod ledger;
+pub mod merge;
 pub mod plan;
 pub mod post_data;
 pub mod refused;

@@ -153,3 +153,29 @@ fn a_renamed_bundle_is_refused() {
         );
     }
 }
+
+#[test]
+fn entries_out_of_their_order_are_refused() {
+    // The load reads the schema before it begins and commits before the first file: a
+    // schema or data entry after a file would come too late.
+    let dir = tempfile::tempdir().unwrap();
+    for (first, second, section) in [
+        ("files/images/a.jpeg", "data/000000.sql", "file"),
+        ("files/images/a.jpeg", "schema/0000.pre.sql", "file"),
+        ("data/000000.sql", "schema/0000.pre.sql", "data"),
+    ] {
+        let name = BundleName::new(Utc::now(), Kind::Complete);
+        let path = dir.path().join(name.file_name());
+        let file = File::create(&path).unwrap();
+        let mut writer = BundleWriter::new(file, name.created, Default::default()).unwrap();
+        writer.append_bytes(first, b"1").unwrap();
+        writer.append_bytes(second, b"2").unwrap();
+        writer.finish(&mut manifest(&name)).unwrap();
+        let err = verify(&path).unwrap_err();
+        assert_eq!(
+            err.problem,
+            format!("entry {second:?} comes after the {section} entries")
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}
