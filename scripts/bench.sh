@@ -12,10 +12,20 @@
 #     images, sftp put, tar -xzf, psql -1 -f into a fresh database, cp -r of the images;
 #   - reference limits: pg_dump alone, pg_dump | gzip -1, psql from a local file, and the
 #     streamed pipe pg_dump | gzip -1 | ssh 'gunzip | psql';
-#   - pgferry: sender complete + receiver load, a partial cycle after 10,000 updated rows,
-#     and (when the sender accepts [compression] codec = "zstd") a zstd complete;
+#   - pgferry: sender complete + receiver load into a fresh database, a partial cycle after
+#     10,000 updated rows, a replacing complete (the same 10,000 rows changed again, then a
+#     complete loaded into the tables the first complete and the partial filled: the receiver
+#     stages and merges rows instead of truncating, as on every day after the first), and
+#     (when the sender accepts [compression] codec = "zstd") a zstd complete into a fresh
+#     database;
 # verifies that every pgferry run left the secondary equal to the primary (tables and
 # image files), and prints one markdown table plus the target checks.
+#
+# A reader probe runs during every `receiver load`: one psql session on the target database
+# that queries the largest replaced table every 0.05 s with \timing on. The longest "Time:"
+# it prints is the longest a reader waited during that load (server round trip, lock waits
+# included, no connection cost). During the fresh load the table only appears at the commit,
+# so the probe's queries fail at once until then; psql times those too.
 #
 # Environment:
 #   BENCH_OUT=FILE      where to write the output too (default ./bench-results-scale$SCALE.txt)
@@ -52,6 +62,8 @@ export PGFERRY_TESTENV="/tmp/pgferry-bench-$$"
 WORK=""           # bench's own scratch directory (mktemp below)
 STEP="start"      # named in the failure message
 SAMPLER_PIDS=()   # background du loops still running
+PROBE_FEED_PID="" # the reader probe's feeding loop, while a load runs
+PROBE_PSQL_PID="" # the reader probe's psql session, while a load runs
 
 : >"$OUT"
 # Everything from here on goes to the terminal and to $OUT.
@@ -70,6 +82,7 @@ cleanup() {
     trap - ERR
     set +e
     stop_samplers
+    stop_probe now
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         echo "bench: kept $WORK (configs, logs, data); stop the servers with:" \
             "PGFERRY_TESTENV=$PGFERRY_TESTENV scripts/testenv.sh down" >&2
@@ -196,6 +209,87 @@ disk_peak() {
 }
 declare -A DISK_DIRS_=()
 
+# --- reader probe: how long a reader of the target waits while a load runs ---------------------
+
+# The largest table a complete replaces: the merge of its rows is the longest part of a load.
+PROBE_TABLE=AndroidRequests_event
+# Per probed load (complete, partial, replace, zstd): queries answered, queries that failed,
+# and the longest "Time:" in seconds.
+declare -A READER_N=() READER_ERR=() READER_MAX=()
+
+# probe_feed: \timing on, then the reader query every 0.05 s on stdout, until killed. Like
+# the sampler it runs in a subshell without errexit.
+probe_feed() {
+    trap - ERR
+    set +e
+    printf '\\timing on\n'
+    while :; do
+        printf 'SELECT 1 FROM "%s" LIMIT 1;\n' "$PROBE_TABLE"
+        sleep 0.05
+    done
+}
+
+# start_probe KEY: one psql session on the target database reading its queries from a FIFO
+# the feeding loop writes to. ON_ERROR_STOP=0: a failed query (the table does not exist yet
+# during a fresh load) must not end the session. Returns once the session has answered its
+# first query, so the probe covers the whole load and not its own connection.
+start_probe() {
+    local key=$1 fifo="$WORK/probe.fifo" out="$WORK/probe.$1" i
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    PGAPPNAME=pgferry-bench-probe psql -X -q -A -t -v ON_ERROR_STOP=0 -h "$PG_HOST" -p "$SECONDARY_PORT" \
+        -U "$PG_USER" -d "$TARGET_DB" <"$fifo" >"$out" 2>&1 &
+    PROBE_PSQL_PID=$!
+    probe_feed >"$fifo" &
+    PROBE_FEED_PID=$!
+    for ((i = 0; i < 200; i++)); do
+        grep -q '^Time: ' "$out" && return 0
+        kill -0 "$PROBE_PSQL_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    stop_probe now
+    sed 's/^/   | /' "$out" >&2
+    die "the reader probe on $TARGET_DB did not answer its first query"
+}
+
+# stop_probe [now]: stops the feeding loop, so psql reads end of file once the loop (and its
+# last sleep) closed the FIFO, finishes its statement and exits; only then is its output
+# complete. "now" (the EXIT trap, a failed start) ends psql at once instead: a load that
+# failed may have left it waiting. Either way, its output stays for probe_result.
+stop_probe() {
+    local mode=${1:-} i
+    if [[ -n $PROBE_FEED_PID ]]; then
+        kill "$PROBE_FEED_PID" 2>/dev/null || true
+        wait "$PROBE_FEED_PID" 2>/dev/null || true
+        PROBE_FEED_PID=""
+    fi
+    if [[ -n $PROBE_PSQL_PID ]]; then
+        if [[ $mode != now ]]; then
+            for ((i = 0; i < 200; i++)); do
+                kill -0 "$PROBE_PSQL_PID" 2>/dev/null || break
+                sleep 0.05
+            done
+        fi
+        kill "$PROBE_PSQL_PID" 2>/dev/null || true
+        wait "$PROBE_PSQL_PID" 2>/dev/null || true
+        PROBE_PSQL_PID=""
+    fi
+}
+
+# probe_result KEY: reads the stopped probe's output into READER_N, READER_ERR, READER_MAX.
+# psql prints a "Time:" line for a failed statement too, so the longest of all the lines is
+# the longest wait, failed or not ("Time: 1234.567 ms (00:01.235)" past one second).
+probe_result() {
+    local key=$1 n err max
+    read -r n err max < <(awk '/^Time: / { n++; ms = $2 + 0; if (ms > max) max = ms }
+        /ERROR: / { err++ }
+        END { printf "%d %d %.3f\n", n, err, max / 1000 }' "$WORK/probe.$key")
+    ((n > 0)) || die "the reader probe of the $key load printed no timing"
+    READER_N[$key]=$n
+    READER_ERR[$key]=$err
+    READER_MAX[$key]=$max
+}
+
 # --- results ------------------------------------------------------------------------------------
 
 # One row per run, tab-separated: name, seconds, MB/s, ratio to classic, sender and receiver
@@ -215,7 +309,7 @@ record() {
     [[ -n $mbps ]] || mbps=$(calc "$DUMP_BYTES / 1000000 / $secs")
     local ratio="-"
     [[ -n ${SECS[classic]:-} ]] && ratio="$(fmt2 "$(calc "$secs / ${SECS[classic]}")")"
-    local cols=("$label" "$(fmt2 "$secs")" "$([[ $mbps == - ]] && echo - || fmt1 "$mbps")" "$ratio")
+    local cols=("$label" "$(fmt2 "$secs")" "$(if [[ $mbps == - ]]; then echo -; else fmt1 "$mbps"; fi)" "$ratio")
     local v
     for v in "$srss" "$rrss"; do
         [[ $v == - ]] && cols+=("-") || cols+=("$(awk -v k="$v" 'BEGIN { printf "%.1f", k / 1024 }')")
@@ -442,7 +536,9 @@ run_classic() {
     stop_samplers
     record classic "classic (pg_dump file, tar -czf, sftp, tar -xzf, psql -1 -f, cp -r)" \
         "$(calc "$t1 - $t0")" - - "$(disk_peak classic_s)" "$(disk_peak classic_r)"
-    echo "   steps: $(IFS=,; echo "${LAPS[*]}" | sed 's/,/, /g')"
+    local steps
+    steps=$(printf '%s, ' "${LAPS[@]}")
+    echo "   steps: ${steps%, }"
     echo "   classic bundle (tar.gz): $CLASSIC_BUNDLE_BYTES bytes ($(mib "$CLASSIC_BUNDLE_BYTES") MiB)"
     verify_equal classic bench_classic "$CLASSIC_IMAGES"
     # The unpacked dump stays for the "psql from a local file" reference below.
@@ -504,6 +600,7 @@ TARGET_DB=bench_pgferry
 
 write_configs() {
     local t
+    # shellcheck disable=SC2034  # read by render: the templates name $SOURCE_TABLES
     SOURCE_TABLES=$(printf '"public.%s", ' "${TABLES[@]}" | sed 's/, $//')
     PARTIAL_TABLES=""
     for t in "${TABLES[@]}"; do
@@ -547,7 +644,8 @@ bundle_size() {
 }
 
 # pgferry_cycle KEY LABEL SENDER_CONFIG SENDER_CMD...: one sender command then
-# `receiver load`, timed separately, with RSS and disk for each; records three rows.
+# `receiver load`, timed separately, with RSS and disk for each and the reader probe during
+# the load; records three rows.
 pgferry_cycle() {
     local key=$1 label=$2 config=$3 kind=$4
     shift 4
@@ -571,11 +669,14 @@ pgferry_cycle() {
     start_disk "${key}_load_r" "$PGFERRY_INBOX" "$RECEIVER_STATE" "$RECEIVER_TMP"
     # The load starts with the bundle already in the inbox: count it from zero, as above.
     echo 0 >"$WORK/disk.${key}_load_r.base"
+    start_probe "$key"
     t2=$(now)
     pgferry_run "$key.receiver" "$RECEIVER" "$WORK/receiver.toml" load
     local t3
     t3=$(now)
+    stop_probe
     stop_samplers
+    probe_result "$key"
     r_rss=$LAST_RSS
     s_secs=$(calc "$t1 - $t0")
     r_secs=$(calc "$t3 - $t2")
@@ -589,19 +690,24 @@ pgferry_cycle() {
     [[ $kind == partial ]] && mbps="-"
     record "${key}_sender" "$label: sender $*" "$s_secs" "$s_rss" - "$sd1" "$rd1" "$mbps"
     record "${key}_receiver" "$label: receiver load" "$r_secs" - "$r_rss" "$sd2" "$rd2" "$mbps"
+    local failed=""
+    ((READER_ERR[$key] == 0)) ||
+        failed=", ${READER_ERR[$key]} failed ($(grep -m1 -o 'ERROR: .*' "$WORK/probe.$key" | tr -s ' '))"
+    echo "   reader probe: ${READER_N[$key]} queries, longest wait ${READER_MAX[$key]} s$failed"
     record "$key" "$label: round trip" "$(calc "$s_secs + $r_secs")" "$s_rss" "$r_rss" \
         "$((sd1 > sd2 ? sd1 : sd2))" "$((rd1 > rd2 ? rd1 : rd2))" "$mbps"
     echo "   $kind bundle: ${BUNDLE_BYTES[$key]} bytes ($(mib "${BUNDLE_BYTES[$key]}") MiB)"
 }
 declare -A BUNDLE_BYTES=()
 
-# The partial cycle's change: 10,000 rows spread over every table, each with a new
-# changed_at and a changed value.
+# The change before the partial cycle and again before the replacing complete: 10,000 rows
+# spread over every table, each with a new changed_at and a changed value (a second run
+# picks the same rows: a new timeStamp everywhere, and trips, message grow again).
 # The strides grow with SCALE so the changed rows stay spread over the whole table.
 update_rows() {
     local n
     n=$(primary -d "$DB" -A -t -v s="$SCALE" -f "$BENCH_FILES/update.sql")
-    [[ $n == 10000 ]] || die "the partial cycle's UPDATE changed $n rows, not 10000"
+    [[ $n == 10000 ]] || die "the UPDATE of update.sql changed $n rows, not 10000"
     echo "   updated $n rows on the primary"
 }
 
@@ -620,6 +726,15 @@ run_pgferry() {
     update_rows
     pgferry_cycle partial "pgferry partial" "$WORK/sender.toml" partial partial
     verify_equal "pgferry partial" "$TARGET_DB" "$TARGET_IMAGES"
+
+    # A complete into the tables the two loads above filled, as every day after the first:
+    # no fresh_db, so the receiver stages the bundle's rows and merges what differs while
+    # the probe keeps reading. The partial's bundle was applied, so this one is the only
+    # pending bundle.
+    step "pgferry: complete replacing the target's rows (10,000 rows changed again)"
+    update_rows
+    pgferry_cycle replace "pgferry complete, replacing" "$WORK/sender.toml" complete complete
+    verify_equal "pgferry complete, replacing" "$TARGET_DB" "$TARGET_IMAGES"
 
     step "pgferry: complete with [compression] codec = \"zstd\""
     cp "$WORK/sender.toml" "$WORK/sender-zstd.toml"
@@ -664,6 +779,17 @@ check() {
 
 le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? 1 : 0 }'; }
 
+# load_name KEY: how the checks name a probed load.
+load_name() {
+    case $1 in
+        complete) echo "fresh complete load" ;;
+        partial) echo "partial load" ;;
+        replace) echo "replacing complete load" ;;
+        zstd) echo "zstd complete load (fresh)" ;;
+        *) echo "$1 load" ;;
+    esac
+}
+
 print_checks() {
     say "targets"
     local rt=${SECS[complete]} classic=${SECS[classic]} lim
@@ -683,8 +809,32 @@ print_checks() {
         "$(fmt2 "${SECS[complete_receiver]}") s = $(fmt2 "$(calc "${SECS[complete_receiver]} / ${SECS[ref_psql_local]}")") ×" \
         "$(fmt2 "$lim") s" "$(le "${SECS[complete_receiver]}" "$lim")"
 
-    # The largest of all pgferry runs (complete, partial, and zstd when it ran).
-    local keys=(complete partial) k srss=0 rrss=0 sdisk=0 rdisk=0
+    # The complete of every day after the first: into tables that exist, merged, not truncated.
+    local replace=${SECS[replace_receiver]} fresh=${SECS[complete_receiver]}
+    lim=$(calc "1.2 * $fresh")
+    check "replacing complete load ≤ 1.2 × fresh complete load" \
+        "$(fmt2 "$replace") s = $(fmt2 "$(calc "$replace / $fresh")") ×" \
+        "$(fmt2 "$lim") s" "$(le "$replace" "$lim")"
+    lim=$(calc "1.5 * ${SECS[ref_psql_local]}")
+    check "replacing complete load ≤ 1.5 × psql -1 -f from a local file" \
+        "$(fmt2 "$replace") s = $(fmt2 "$(calc "$replace / ${SECS[ref_psql_local]}")") ×" \
+        "$(fmt2 "$lim") s" "$(le "$replace" "$lim")"
+
+    # The longest a reader of the target waited, over every probed load.
+    local probed=(complete partial replace) k worst=complete per=()
+    [[ ${ZSTD:-0} == 1 ]] && probed+=(zstd)
+    for k in "${probed[@]}"; do
+        [[ $(le "${READER_MAX[$k]}" "${READER_MAX[$worst]}") == 1 ]] || worst=$k
+        per+=("$(load_name "$k") ${READER_MAX[$k]} s in ${READER_N[$k]} queries")
+    done
+    check "longest reader wait during any load ≤ 0.2 s" \
+        "${READER_MAX[$worst]} s, during the $(load_name "$worst")" "0.2 s" "$(le "${READER_MAX[$worst]}" 0.2)"
+    local joined
+    joined=$(printf '%s; ' "${per[@]}")
+    echo "       (per load: ${joined%; })"
+
+    # The largest of all pgferry runs (complete, partial, replacing, and zstd when it ran).
+    local keys=(complete partial replace) srss=0 rrss=0 sdisk=0 rdisk=0
     [[ ${ZSTD:-0} == 1 ]] && keys+=(zstd)
     for k in "${keys[@]}"; do
         ((RSS_S[$k] > srss)) && srss=${RSS_S[$k]}
@@ -713,7 +863,7 @@ print_checks() {
         "$(fmt2 "$lim") s" "$(le "${SECS[partial]}" "$lim")"
 
     echo
-    echo "bundles: classic tar.gz $(mib "$CLASSIC_BUNDLE_BYTES") MiB, pgferry complete $(mib "${BUNDLE_BYTES[complete]}") MiB, partial $(mib "${BUNDLE_BYTES[partial]}") MiB$([[ ${ZSTD:-0} == 1 ]] && echo ", complete zstd $(mib "${BUNDLE_BYTES[zstd]}") MiB")"
+    echo "bundles: classic tar.gz $(mib "$CLASSIC_BUNDLE_BYTES") MiB, pgferry complete $(mib "${BUNDLE_BYTES[complete]}") MiB, partial $(mib "${BUNDLE_BYTES[partial]}") MiB, replacing complete $(mib "${BUNDLE_BYTES[replace]}") MiB$([[ ${ZSTD:-0} == 1 ]] && echo ", complete zstd $(mib "${BUNDLE_BYTES[zstd]}") MiB")"
     echo "$CHECKS_MISSED target(s) missed"
 }
 

@@ -31,4 +31,5 @@ mod partial;
 mod progress;
 mod recovery;
 mod remote;
+mod replace;
 mod schemas;
