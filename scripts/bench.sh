@@ -237,6 +237,7 @@ start_probe() {
     local key=$1 fifo="$WORK/probe.fifo" out="$WORK/probe.$1" i
     rm -f "$fifo"
     mkfifo "$fifo"
+    : >"$out"   # before psql's own redirection opens it: the loop below may look first
     PGAPPNAME=pgferry-bench-probe psql -X -q -A -t -v ON_ERROR_STOP=0 -h "$PG_HOST" -p "$SECONDARY_PORT" \
         -U "$PG_USER" -d "$TARGET_DB" <"$fifo" >"$out" 2>&1 &
     PROBE_PSQL_PID=$!

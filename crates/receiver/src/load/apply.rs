@@ -10,16 +10,13 @@
 //! bundle cannot end the transaction early or run a psql meta-command.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Stdio;
 
 use anyhow::{bail, Context};
 use pgferry::bundle::entry_path::{classify, EntryKind};
-use pgferry::bundle::reader::{with_entries, EntryStream, Verified};
+use pgferry::bundle::reader::{with_entries, Verified};
 use pgferry::bundle::{Entry, Kind, Manifest};
-use pgferry::cause::{self, Cause};
-use pgferry::pg::child::PsqlChild;
 use pgferry::pg::ident::{quote_ident, quote_literal};
 use pgferry::pg::Psql;
 use pgferry::progress::Progress;
@@ -30,11 +27,12 @@ use crate::install::{self, Installed};
 use crate::load::csv_to_copy::CsvToCopy;
 use crate::load::ddl;
 use crate::load::dump_filter::DumpFilter;
+use crate::load::entries::Entries;
 use crate::load::ledger;
 use crate::load::merge::{self, Staged};
 use crate::load::plan::{Action, Plan};
 use crate::load::post_data;
-use crate::load::refused::{Refused, PSQL_SCRIPT_ERROR};
+use crate::load::transaction::Transaction;
 use crate::load::triggers;
 use crate::load::upsert;
 
@@ -79,66 +77,6 @@ pub fn apply(
         applied.files = install_files(settings, &mut entries)?;
         Ok(applied)
     })
-}
-
-/// The bundle's entries as the load pulls them: the one in hand, and the bytes read so far
-/// for the progress bar.
-struct Entries<'s, 'a> {
-    stream: &'s mut EntryStream<'a>,
-    current: Option<(EntryKind, &'a Entry)>,
-    passed: u64,
-    progress: &'s Progress,
-}
-
-impl<'s, 'a> Entries<'s, 'a> {
-    fn start(stream: &'s mut EntryStream<'a>, progress: &'s Progress) -> anyhow::Result<Self> {
-        let current = stream.next_entry()?;
-        Ok(Entries {
-            stream,
-            current,
-            passed: 0,
-            progress,
-        })
-    }
-
-    /// Checks the entry in hand and takes the next.
-    fn advance(&mut self) -> anyhow::Result<()> {
-        self.current = self.stream.next_entry()?;
-        Ok(())
-    }
-
-    /// The entry in hand's bytes, counted as they are read.
-    fn body(&mut self) -> Counted<'_> {
-        Counted {
-            inner: self.stream.body(),
-            passed: &mut self.passed,
-            progress: self.progress,
-        }
-    }
-
-    /// Passes over the database entries of a bundle whose database part is loaded.
-    fn skip_database(&mut self) -> anyhow::Result<()> {
-        while matches!(self.current, Some((EntryKind::Data | EntryKind::Rows, _))) {
-            self.advance()?;
-        }
-        Ok(())
-    }
-}
-
-/// Reports the bytes of the bundle's entries read so far.
-struct Counted<'r> {
-    inner: &'r mut dyn Read,
-    passed: &'r mut u64,
-    progress: &'r Progress,
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        *self.passed += n as u64;
-        self.progress.bytes(*self.passed);
-        Ok(n)
-    }
 }
 
 /// The schema entries (the bundle's first), checked, by path.
@@ -500,66 +438,4 @@ fn row_check(quoted: &str, display: &str, rows: u64) -> String {
     format!(
         "SELECT CASE WHEN count(*) = {rows} THEN NULL ELSE pg_catalog.jsonb_build_object('error', {message})::text::int END FROM ONLY {quoted};\n"
     )
-}
-
-/// The load's `psql` child holding one open transaction, fed through its stdin.
-struct Transaction {
-    psql: PsqlChild,
-}
-
-impl Transaction {
-    fn begin(psql: &Psql) -> anyhow::Result<Transaction> {
-        let (psql, _) = PsqlChild::spawn(psql, &[], Stdio::null(), 1 << 20)?;
-        let mut transaction = Transaction { psql };
-        transaction.write(b"SET client_min_messages = warning;\nBEGIN;\n")?;
-        transaction.write(ddl::RESET.as_bytes())?;
-        Ok(transaction)
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.psql.write(bytes).map_err(|_| self.failure())
-    }
-
-    /// psql stopped reading: report why, from its exit status and stderr.
-    fn failure(&mut self) -> anyhow::Error {
-        match self.psql.wait() {
-            Ok(ended) => self.failed(ended),
-            Err(err) => cause::tag(
-                anyhow::anyhow!(
-                    "load into {} failed, nothing was changed (wait for psql: {err})",
-                    self.psql.target
-                ),
-                Cause::Database,
-            ),
-        }
-    }
-
-    fn commit(mut self) -> anyhow::Result<()> {
-        self.write(b"COMMIT;\n")?;
-        // A psql that died while the last bytes were still buffered reports why (its
-        // status and stderr), not merely the broken pipe.
-        if self.psql.close_input().is_err() {
-            return Err(self.failure());
-        }
-        let ended = self.psql.wait().context("wait for psql")?;
-        if !ended.status.success() {
-            return Err(self.failed(ended));
-        }
-        Ok(())
-    }
-
-    /// The error of a psql that exited: a refusal when one of the bundle's statements
-    /// failed, since loading it again would fail the same way.
-    fn failed(&self, ended: pgferry::pg::child::Ended) -> anyhow::Error {
-        let refusal = Refused::Statement {
-            target: self.psql.target.clone(),
-            status: ended.status.to_string(),
-            message: ended.stderr,
-        };
-        if ended.status.code() == Some(PSQL_SCRIPT_ERROR) {
-            refusal.into()
-        } else {
-            cause::tag(anyhow::anyhow!("{refusal}"), Cause::Database)
-        }
-    }
 }
