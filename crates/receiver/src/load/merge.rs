@@ -14,7 +14,7 @@
 //! checked once at its end, so neither parents nor children need to go first.
 
 use pgferry::bundle::manifest::TableManifest;
-use pgferry::pg::ident::quote_ident;
+use pgferry::pg::ident::{quote_ident, quote_literal};
 
 /// What [`diff`] left for [`apply`]: one replaced table, by its index in the manifest.
 #[derive(Debug, Clone)]
@@ -90,63 +90,129 @@ pub fn diff(index: usize, table: &TableManifest, columns: &[String]) -> String {
 /// then inserts. Each part is a data-modifying CTE read by the final `SELECT` in that
 /// order, which is the order they run in (CTEs that nothing reads run in an order of the
 /// planner's choosing). Triggers that a plain `UPDATE` would fire are paused by the load.
+///
+/// PostgreSQL checks a unique constraint row by row, so rows that trade unique values
+/// (row 1 takes row 2's code, row 2 takes row 1's) fail the updates whatever their order.
+/// Then the statement runs again, in a subtransaction's place, with each changed row
+/// deleted and inserted anew: every value is free before any is taken. That is safe only
+/// when no foreign key acts on a delete (`CASCADE`, `SET NULL`, `SET DEFAULT`, `RESTRICT`):
+/// a `NO ACTION` key only checks, at the statement's end or the commit, that the rows it
+/// references exist, and they do again. With such a key the load fails, naming the unique
+/// constraint.
 pub fn apply(tables: &[TableManifest], staged: &[Staged]) -> String {
+    if staged.is_empty() {
+        return String::new();
+    }
+    let in_place = statement(parts(tables, staged, Way::InPlace));
+    let rewritten = statement(parts(tables, staged, Way::Rewritten));
+    let replaced: Vec<String> = staged
+        .iter()
+        .map(|s| {
+            format!(
+                "{}::pg_catalog.regclass",
+                quote_literal(&tables[s.index].table.quoted())
+            )
+        })
+        .collect();
+    let body = format!(
+        "DECLARE written bigint; BEGIN\n{in_place}\
+         EXCEPTION WHEN unique_violation THEN\n\
+         IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confdeltype <> 'a' \
+         AND confrelid IN ({})) THEN RAISE; END IF;\n{rewritten}END",
+        replaced.join(", ")
+    );
+    let mut tag = String::from("$pgferry$");
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    // With row security off, a policy that would hide rows from the receiver's role makes
+    // the statement fail by name instead of silently leaving those rows as they were.
+    format!("SET CONSTRAINTS ALL DEFERRED;\nSET LOCAL row_security = off;\nDO {tag}{body}{tag};\n")
+}
+
+/// How [`apply`] writes a changed row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// `UPDATE` by key: the row keeps its place, only changed columns are new.
+    InPlace,
+    /// Deleted and inserted anew.
+    Rewritten,
+}
+
+/// The named data-modifying parts of the statement, in the order they must run: deletes
+/// of every table first, then updates, then inserts.
+fn parts(tables: &[TableManifest], staged: &[Staged], way: Way) -> Vec<(String, String)> {
     let mut parts: Vec<(String, String)> = Vec::new();
     for stage in staged {
         let table = &tables[stage.index];
         let name = table.table.quoted();
         let changes = changes_table(stage.index);
         let n = stage.index;
-        match key(table, &stage.columns) {
-            Some(key) => {
-                let names = Names::for_table(table);
-                let by_old_key: Vec<String> = key
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| format!("t.{} = c.{}", quote_ident(k), names.old(i)))
-                    .collect();
-                let by_old_key = by_old_key.join(" AND ");
-                let gone = &names.gone;
-                let is_new = format!("c.{} IS NULL", names.old(0));
-                parts.push((
-                    format!("gone_{n}"),
-                    format!("DELETE FROM ONLY {name} t USING {changes} c WHERE c.{gone} AND {by_old_key}"),
-                ));
-                let updated = updated_columns(table, &stage.columns, &key);
-                if !updated.is_empty() {
-                    parts.push((
-                        format!("changed_{n}"),
-                        format!(
-                            "UPDATE ONLY {name} t SET ({}) = ROW({}) FROM {changes} c WHERE NOT c.{gone} AND NOT {is_new} AND {by_old_key}",
-                            list("", &updated),
-                            list("c.", &updated)
-                        ),
-                    ));
-                }
-                parts.push((
-                    format!("new_{n}"),
-                    insert(table, &stage.columns, &changes, &format!("WHERE {is_new}")),
-                ));
-            }
-            None => {
-                parts.push((format!("gone_{n}"), format!("DELETE FROM ONLY {name}")));
-                parts.push((
-                    format!("new_{n}"),
-                    insert(table, &stage.columns, &stage_table(n), ""),
-                ));
-            }
+        let Some(key) = key(table, &stage.columns) else {
+            parts.push((format!("gone_{n}"), format!("DELETE FROM ONLY {name}")));
+            parts.push((
+                format!("new_{n}"),
+                insert(table, &stage.columns, &stage_table(n), ""),
+            ));
+            continue;
+        };
+        let names = Names::for_table(table);
+        let by_old_key: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("t.{} = c.{}", quote_ident(k), names.old(i)))
+            .collect();
+        let by_old_key = by_old_key.join(" AND ");
+        let gone = &names.gone;
+        let is_new = format!("c.{} IS NULL", names.old(0));
+        let updated = updated_columns(table, &stage.columns, &key);
+        if way == Way::Rewritten {
+            parts.push((
+                format!("gone_{n}"),
+                format!("DELETE FROM ONLY {name} t USING {changes} c WHERE NOT {is_new} AND {by_old_key}"),
+            ));
+            parts.push((
+                format!("new_{n}"),
+                insert(
+                    table,
+                    &stage.columns,
+                    &changes,
+                    &format!("WHERE NOT c.{gone}"),
+                ),
+            ));
+            continue;
         }
+        parts.push((
+            format!("gone_{n}"),
+            format!("DELETE FROM ONLY {name} t USING {changes} c WHERE c.{gone} AND {by_old_key}"),
+        ));
+        if !updated.is_empty() {
+            parts.push((
+                format!("changed_{n}"),
+                format!(
+                    "UPDATE ONLY {name} t SET ({}) = ROW({}) FROM {changes} c WHERE NOT c.{gone} AND NOT {is_new} AND {by_old_key}",
+                    list("", &updated),
+                    list("c.", &updated)
+                ),
+            ));
+        }
+        parts.push((
+            format!("new_{n}"),
+            insert(table, &stage.columns, &changes, &format!("WHERE {is_new}")),
+        ));
     }
-    if parts.is_empty() {
-        return String::new();
-    }
-    // Deletes of every table first, then updates, then inserts.
     let rank = |name: &str| {
         ["gone_", "changed_", "new_"]
             .iter()
             .position(|p| name.starts_with(p))
     };
     parts.sort_by_key(|(name, _)| rank(name));
+    parts
+}
+
+/// One statement of `parts` for PL/pgSQL: the count of rows written goes `INTO written`,
+/// and reading the parts in the sum's order runs them in that order.
+fn statement(parts: Vec<(String, String)>) -> String {
     let ctes: Vec<String> = parts
         .iter()
         .map(|(name, sql)| format!("{name} AS ({sql} RETURNING 1)"))
@@ -155,12 +221,10 @@ pub fn apply(tables: &[TableManifest], staged: &[Staged]) -> String {
         .iter()
         .map(|(name, _)| format!("(SELECT count(*) FROM {name})"))
         .collect();
-    // With row security off, a policy that would hide rows from the receiver's role makes
-    // the statement fail by name instead of silently leaving those rows as they were.
     format!(
-        "SET CONSTRAINTS ALL DEFERRED;\nSET LOCAL row_security = off;\nWITH {}\nSELECT {};\n",
+        "WITH {}\nSELECT {} INTO written;\n",
         ctes.join(",\n"),
-        reads.join(", ")
+        reads.join(" + ")
     )
 }
 
@@ -300,9 +364,26 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains("total"), "{sql}");
-        assert!(sql.ends_with(
-            "SELECT (SELECT count(*) FROM gone_3), (SELECT count(*) FROM changed_3), (SELECT count(*) FROM new_3);\n"
+        assert!(sql.contains(
+            "SELECT (SELECT count(*) FROM gone_3) + (SELECT count(*) FROM changed_3) + (SELECT count(*) FROM new_3) INTO written;\n"
         ), "{sql}");
+        // The second way, after a unique violation: changed rows deleted and inserted anew.
+        let fallback = &sql[sql.find("EXCEPTION WHEN unique_violation").unwrap()..];
+        assert!(
+            fallback.contains("confrelid IN ('\"public\".\"Orders\"'::pg_catalog.regclass)"),
+            "{fallback}"
+        );
+        assert!(
+            fallback.contains(
+                "WHERE NOT c.\"pgferry__old_0\" IS NULL AND t.\"id\" = c.\"pgferry__old_0\""
+            ),
+            "{fallback}"
+        );
+        assert!(
+            fallback.contains("WHERE NOT c.\"pgferry__gone\""),
+            "{fallback}"
+        );
+        assert!(!fallback.contains("UPDATE"), "{fallback}");
     }
 
     #[test]
