@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark pgferry against the pipeline it replaces, on one machine, with real servers
-# (scripts/testenv.sh: two PostgreSQL 15 clusters, an sshd on a loopback port).
+# (scripts/testenv.sh: PostgreSQL 15 clusters, an sshd on a loopback port); it uses the
+# primary and the secondary.
 #
 #   scripts/bench.sh [SCALE]     # as root; SCALE (default 1) = ~200 MB of data-only dump
 #                                # plus ~500 images of 20-80 KB per unit

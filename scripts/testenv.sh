@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real servers pgferry's tests (and scripts/demo.sh) talk to, started and stopped by PID:
-#   - two throwaway PostgreSQL 15 clusters, "primary" and "secondary", on loopback ports,
-#     run by the dedicated OS user pgferry-test (initdb refuses to run as root);
+#   - three throwaway PostgreSQL 15 clusters on loopback ports, run by the dedicated OS user
+#     pgferry-test (initdb refuses to run as root): "primary" and "secondary", and "logical",
+#     a primary with wal_level = logical for the logical decoding tests;
 #   - an OpenSSH sshd on a loopback port with its own host key and config (never port 22,
 #     never /etc/ssh), a client key pair and a known_hosts file;
 #   - an SMTP server (Debian's python3-aiosmtpd) that stores every message it receives.
@@ -76,8 +77,11 @@ as_user() { runuser -u "$OS_USER" -- "$@"; }
 
 # --- servers ---------------------------------------------------------------------------
 
+# start_cluster NAME PORT BINDIR [SETTING...]: initdb, the common settings and SETTINGs
+# (postgresql.conf lines), start, and the postmaster's PID in $ENV_DIR/pg-NAME.pid.
 start_cluster() {
     local name=$1 port=$2 bindir=$3
+    shift 3
     local data="$ENV_DIR/pg-$name"
     install -d -o "$OS_USER" -m 700 "$data"
     as_user "$bindir/initdb" -D "$data" --username=postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$ENV_DIR/pg-$name.initdb.log" 2>&1 ||
@@ -93,6 +97,10 @@ full_page_writes = off
 max_connections = 200
 shared_buffers = 64MB
 EOF
+    local setting
+    for setting in "$@"; do
+        echo "$setting" >>"$data/postgresql.conf"
+    done
     as_user "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null ||
         die "cluster $name did not start: see $data/server.log"
     head -n 1 "$data/postmaster.pid" >"$ENV_DIR/pg-$name.pid"
@@ -167,6 +175,9 @@ PRIMARY_PID_FILE=$ENV_DIR/pg-primary.pid
 SECONDARY_PORT=$SECONDARY_PORT
 SECONDARY_DATA=$ENV_DIR/pg-secondary
 SECONDARY_PID_FILE=$ENV_DIR/pg-secondary.pid
+LOGICAL_PORT=$LOGICAL_PORT
+LOGICAL_DATA=$ENV_DIR/pg-logical
+LOGICAL_PID_FILE=$ENV_DIR/pg-logical.pid
 SSH_HOST=127.0.0.1
 SSH_PORT=$SSH_PORT
 SSH_USER=$OS_USER
@@ -187,7 +198,7 @@ EOF
 # --- stopping by PID -----------------------------------------------------------------------
 
 pid_files() {
-    echo "$ENV_DIR/pg-primary.pid" "$ENV_DIR/pg-secondary.pid" "$ENV_DIR/sshd/sshd.pid" "$ENV_DIR/smtp/smtp.pid"
+    echo "$ENV_DIR/pg-primary.pid" "$ENV_DIR/pg-secondary.pid" "$ENV_DIR/pg-logical.pid" "$ENV_DIR/sshd/sshd.pid" "$ENV_DIR/smtp/smtp.pid"
 }
 
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -219,6 +230,7 @@ down() {
     BINDIR=$(pg_bindir 2>/dev/null || true)
     stop_cluster primary
     stop_cluster secondary
+    stop_cluster logical
     stop_pid "$ENV_DIR/sshd/sshd.pid"
     stop_pid "$ENV_DIR/smtp/smtp.pid"
     if [[ "${PGFERRY_KEEP_TESTENV:-0}" != 1 ]]; then
@@ -255,15 +267,18 @@ up() {
     install -d -o "$OS_USER" -m 755 "$ENV_DIR/sockets"
     PRIMARY_PORT=$(free_port)
     SECONDARY_PORT=$(free_port)
+    LOGICAL_PORT=$(free_port)
     SSH_PORT=$(free_port)
     SMTP_PORT=$(free_port)
     while [[ $SECONDARY_PORT == "$PRIMARY_PORT" ]]; do SECONDARY_PORT=$(free_port); done
+    while [[ $LOGICAL_PORT == "$PRIMARY_PORT" || $LOGICAL_PORT == "$SECONDARY_PORT" ]]; do LOGICAL_PORT=$(free_port); done
     start_cluster primary "$PRIMARY_PORT" "$BINDIR"
     start_cluster secondary "$SECONDARY_PORT" "$BINDIR"
+    start_cluster logical "$LOGICAL_PORT" "$BINDIR" "wal_level = logical" "max_replication_slots = 20" "max_wal_senders = 20"
     start_sshd "$SSH_PORT"
     start_smtp "$SMTP_PORT"
     write_env
-    log "up: primary :$PRIMARY_PORT, secondary :$SECONDARY_PORT, sshd :$SSH_PORT, smtp :$SMTP_PORT ($ENV_DIR/env)"
+    log "up: primary :$PRIMARY_PORT, secondary :$SECONDARY_PORT, logical :$LOGICAL_PORT, sshd :$SSH_PORT, smtp :$SMTP_PORT ($ENV_DIR/env)"
 }
 
 case "${1:-}" in

@@ -28,6 +28,7 @@ mod long_transaction;
 mod metrics;
 mod operations;
 mod partial;
+mod pgoutput;
 mod progress;
 mod recovery;
 mod remote;

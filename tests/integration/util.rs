@@ -54,11 +54,13 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Which of the two clusters.
+/// Which of the clusters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cluster {
     Primary,
     Secondary,
+    /// A primary with `wal_level = logical`, for logical decoding.
+    Logical,
 }
 
 /// A database of its own for one test.
@@ -73,6 +75,7 @@ impl Db {
         let port = match cluster {
             Cluster::Primary => env.port("PRIMARY_PORT"),
             Cluster::Secondary => env.port("SECONDARY_PORT"),
+            Cluster::Logical => env.port("LOGICAL_PORT"),
         };
         let name = unique("t");
         let db = Db {

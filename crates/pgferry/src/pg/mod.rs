@@ -7,6 +7,7 @@ pub mod child;
 pub mod dependencies;
 pub mod dump_syntax;
 pub mod ident;
+pub mod pgoutput;
 pub mod programs;
 pub mod psql;
 pub mod session;
