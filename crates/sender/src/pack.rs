@@ -1,6 +1,7 @@
 //! Puts file sets into a bundle: every file of a set (complete bundles), or a chosen
 //! subset (partial bundles), under `files/<set>/<relative path>`.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,14 @@ use anyhow::{bail, Context};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use pgferry::bundle::manifest::FileSetManifest;
 use pgferry::bundle::writer::BundleWriter;
+use pgferry::bundle::Manifest;
+use pgferry::pg::ident::quote_ident;
 use pgferry::settings::sender::SenderFileSet;
+use pgferry::settings::SenderSettings;
+
+use crate::selection::Selected;
+use crate::snapshot::Snapshot;
+use crate::window::Window;
 
 /// One file found in a set.
 pub struct FoundFile {
@@ -138,4 +146,60 @@ pub fn list_partial(
         .map(|(relative, path)| FoundFile { path, relative })
         .collect();
     Ok((files, missing))
+}
+
+/// Per file set, the file names that `referenced_by` columns of the sent rows hold.
+pub fn referenced_names(
+    settings: &SenderSettings,
+    selected: &[Selected],
+    snapshot: &mut Snapshot,
+) -> anyhow::Result<Vec<BTreeSet<String>>> {
+    let mut per_set = Vec::new();
+    for set in &settings.files {
+        let mut names = BTreeSet::new();
+        if set.partial {
+            for column in &set.referenced_by {
+                let Some(table) = selected.iter().find(|s| s.table == column.table) else {
+                    continue;
+                };
+                let col = format!("t0.{}", quote_ident(&column.column));
+                let sql = format!(
+                    "SELECT json_agg(DISTINCT {col}::text) FROM {} AS t0 WHERE ({}) AND {col} IS NOT NULL AND {col}::text <> ''",
+                    table.table.quoted(),
+                    table.predicate
+                );
+                let values: Option<Vec<String>> = snapshot
+                    .json(&sql)
+                    .with_context(|| format!("read file names from {column}"))?;
+                names.extend(values.unwrap_or_default());
+            }
+        }
+        per_set.push(names);
+    }
+    Ok(per_set)
+}
+
+/// The files of the partial file sets: changed in the window, or named by sent rows.
+pub fn append_partial<W: Write + Send + 'static>(
+    settings: &SenderSettings,
+    window: Window,
+    referenced: &[BTreeSet<String>],
+    manifest: &mut Manifest,
+    writer: &mut BundleWriter<W>,
+) -> anyhow::Result<()> {
+    let start = std::time::SystemTime::from(window.start);
+    let end = std::time::SystemTime::from(window.end);
+    for (set, names) in settings.files.iter().zip(referenced) {
+        if !set.partial {
+            continue;
+        }
+        let (files, missing) = list_partial(set, start, end, names)?;
+        let mut record = append(writer, set, &files)?;
+        if !missing.is_empty() {
+            tracing::warn!(set = %set.name, missing = missing.len(), "referenced files do not exist; listed as missing in the manifest");
+        }
+        record.missing = missing;
+        manifest.file_sets.push(record);
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 //! "last N minutes" window is there for those who want the original behaviour.
 
 use chrono::{DateTime, Duration, Utc};
+use pgferry::settings::SenderSettings;
+use pgferry::watermark;
 
 /// `(start, end]`: rows whose `changed_at` falls in it are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,34 @@ pub fn next_mark(
         (Basis::Fixed, Some(mark)) if window.start > mark => None,
         _ => Some(window.end),
     }
+}
+
+/// The window, and where the high-water mark goes once its bundle is published.
+pub fn for_partial(
+    settings: &SenderSettings,
+    end: DateTime<Utc>,
+    minutes: Option<u32>,
+) -> anyhow::Result<(Window, Option<DateTime<Utc>>)> {
+    let mark = watermark::read(&settings.state.dir)?.map(|w| w.high_water_mark);
+    let fixed = minutes
+        .map(|m| chrono::Duration::minutes(i64::from(m)))
+        .or(settings.partial.window.map(|w| w.as_chrono()));
+    let (window, basis) = choose(end, mark, settings.partial.overlap.as_chrono(), fixed);
+    let next_mark = next_mark(window, basis, mark);
+    if next_mark.is_none() {
+        tracing::warn!(
+            window_start = %window.start.to_rfc3339(),
+            "the fixed window starts after the high-water mark, so rows changed in between are not sent; the mark stays where it is so the next partial without --minutes sends them"
+        );
+    }
+    if basis == Basis::NoHighWaterMark {
+        tracing::warn!(
+            window_start = %window.start.to_rfc3339(),
+            "no high-water mark yet (no partial or complete was published from {}); sending the last 5 minutes. hint: run `sender complete` first",
+            settings.state.dir.display()
+        );
+    }
+    Ok((window, next_mark))
 }
 
 #[cfg(test)]
