@@ -130,7 +130,13 @@ fn pending_big_bundle() -> Ferry {
 /// receiver meanwhile streams the data into psql's input until the pipe is full, so
 /// psql's input cannot yet hold the COMMIT.
 pub fn start_held_load(ferry: &Ferry) -> (Running, HeldLock, Waiter) {
-    let lock = ferry.target.hold_lock("big", "ACCESS EXCLUSIVE");
+    start_load_held_at(ferry, "big", "ACCESS EXCLUSIVE")
+}
+
+/// Starts `receiver load` while the test holds a `mode` lock on the target's `table`, and
+/// returns once the load's session waits for it inside its transaction.
+pub fn start_load_held_at(ferry: &Ferry, table: &str, mode: &str) -> (Running, HeldLock, Waiter) {
+    let lock = ferry.target.hold_lock(table, mode);
     let mut receiver = Running::start(
         "receiver",
         &ferry.receiver_config,
@@ -143,7 +149,7 @@ pub fn start_held_load(ferry: &Ferry) -> (Running, HeldLock, Waiter) {
             held = lock.waiters().into_iter().find(|w| w.in_transaction);
             held.is_some()
         },
-        "the load's transaction to wait for the test's lock on big",
+        &format!("the load's transaction to wait for the test's lock on {table}"),
     );
     (receiver, lock, held.unwrap())
 }

@@ -3,7 +3,7 @@
 //! are written; the table stays, with what the target built on it.
 
 use crate::ferry::*;
-use crate::hostile_link::Running;
+use crate::hostile_pg::start_load_held_at;
 
 const STOPS: &str = r#"
 CREATE TABLE stops (
@@ -49,22 +49,7 @@ fn a_reader_is_never_blocked_while_a_complete_replaces_its_table() {
     ferry.sender(&["complete"]).expect_code(0);
 
     // Held before its commit, at the last thing it writes: the ledger row.
-    let lock = ferry.target.hold_lock("pgferry.ledger", "SHARE");
-    let mut receiver = Running::start(
-        "receiver",
-        &ferry.receiver_config,
-        &["load"],
-        &ferry.scratch,
-    );
-    let mut load = None;
-    receiver.wait_until(
-        || {
-            load = lock.waiters().into_iter().find(|w| w.in_transaction);
-            load.is_some()
-        },
-        "the load to wait for the test's lock on the ledger",
-    );
-    let load = load.unwrap();
+    let (receiver, lock, load) = start_load_held_at(&ferry, "pgferry.ledger", "SHARE");
     // By then it has written the new rows of stops in its transaction.
     assert_eq!(
         ferry.target.sql(&format!(

@@ -52,11 +52,7 @@ pub fn diff(index: usize, table: &TableManifest, columns: &[String]) -> String {
         return String::new();
     };
     let names = Names::for_table(table);
-    let old_key: Vec<String> = key
-        .iter()
-        .enumerate()
-        .map(|(n, k)| format!("t.{} AS {}", quote_ident(k), names.old(n)))
-        .collect();
+    let old_key = names.with_old_key(&key, "AS ", ", ");
     let join: Vec<String> = key
         .iter()
         .map(|k| format!("t.{0} = s.{0}", quote_ident(k)))
@@ -76,7 +72,7 @@ pub fn diff(index: usize, table: &TableManifest, columns: &[String]) -> String {
          RESET enable_hashjoin;\nDROP TABLE {stage};\n",
         changes = changes_table(index),
         gone = names.gone,
-        old_key = old_key.join(", "),
+        old_key = old_key,
         values = list("s.", columns),
         table = table.table.quoted(),
         stage = stage_table(index),
@@ -157,12 +153,7 @@ fn parts(tables: &[TableManifest], staged: &[Staged], way: Way) -> Vec<(String, 
             continue;
         };
         let names = Names::for_table(table);
-        let by_old_key: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("t.{} = c.{}", quote_ident(k), names.old(i)))
-            .collect();
-        let by_old_key = by_old_key.join(" AND ");
+        let by_old_key = names.with_old_key(&key, "= c.", " AND ");
         let gone = &names.gone;
         let is_new = format!("c.{} IS NULL", names.old(0));
         let updated = updated_columns(table, &stage.columns, &key);
@@ -300,6 +291,16 @@ impl Names {
 
     fn old(&self, n: usize) -> String {
         quote_ident(&format!("{}old_{n}", self.prefix))
+    }
+
+    /// Each key column of the live table `t`, `between` it and its old-key column, joined
+    /// by `separator`: `t."id" AS "pgferry_old_0"`, or `t."id" = c."pgferry_old_0"`.
+    fn with_old_key(&self, key: &[String], between: &str, separator: &str) -> String {
+        key.iter()
+            .enumerate()
+            .map(|(n, k)| format!("t.{} {between}{}", quote_ident(k), self.old(n)))
+            .collect::<Vec<_>>()
+            .join(separator)
     }
 }
 
