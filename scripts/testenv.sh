@@ -274,7 +274,11 @@ up() {
     while [[ $LOGICAL_PORT == "$PRIMARY_PORT" || $LOGICAL_PORT == "$SECONDARY_PORT" ]]; do LOGICAL_PORT=$(free_port); done
     start_cluster primary "$PRIMARY_PORT" "$BINDIR"
     start_cluster secondary "$SECONDARY_PORT" "$BINDIR"
-    start_cluster logical "$LOGICAL_PORT" "$BINDIR" "wal_level = logical" "max_replication_slots = 20" "max_wal_senders = 20"
+    # A slot reads only WAL that is flushed: with asynchronous commit a change just made
+    # could be missing from a peek for up to wal_writer_delay, so this cluster commits
+    # synchronously and a test sees every change it made.
+    start_cluster logical "$LOGICAL_PORT" "$BINDIR" "wal_level = logical" "max_replication_slots = 20" \
+        "max_wal_senders = 20" "synchronous_commit = on"
     start_sshd "$SSH_PORT"
     start_smtp "$SMTP_PORT"
     write_env

@@ -2,7 +2,9 @@
 //! `wal_level = logical` reports inserts, an update that leaves a TOASTed value out,
 //! a delete by key and a truncate, each transaction between its Begin and Commit.
 
-use pgferry::pg::pgoutput::{decode, Message, Old, Tuple, Value};
+use pgferry::pg::pgoutput::{decode, Lsn, Message, Old, Tuple, Value};
+use pgferry::pg::{slot, Psql};
+use pgferry::settings::Connection;
 
 use crate::util::*;
 
@@ -152,4 +154,68 @@ fn a_real_slots_changes_decode_in_commit_order() {
         "commit".to_string(),
     ];
     assert_eq!(shape, expected);
+}
+
+/// A `Psql` for the test's database, as pgferry's own code would build one.
+fn psql_for(db: &Db) -> Psql {
+    let env = Env::get();
+    Psql::new(Connection {
+        env: vec![
+            ("PGHOST", env.var("PG_HOST").to_string()),
+            ("PGPORT", db.port.to_string()),
+            ("PGUSER", env.var("PG_USER").to_string()),
+            ("PGDATABASE", db.name.clone()),
+        ],
+    })
+}
+
+/// (Begin, Insert, Commit) counts of everything `slot::peek` reads.
+fn count(psql: &Psql, slot: &str, upto: Option<Lsn>) -> (usize, usize, usize) {
+    let mut peek = slot::peek(psql, slot, "pgferry_test", upto).unwrap();
+    let (mut begins, mut inserts, mut commits) = (0, 0, 0);
+    while let Some((_, message)) = peek.next_message().unwrap() {
+        match message {
+            Message::Begin { .. } => begins += 1,
+            Message::Insert { .. } => inserts += 1,
+            Message::Commit { .. } => commits += 1,
+            _ => {}
+        }
+    }
+    (begins, inserts, commits)
+}
+
+#[test]
+fn a_slot_is_read_as_a_stream_up_to_a_position_and_left_as_it_was() {
+    let db = Db::create(Cluster::Logical);
+    db.sql(
+        "CREATE TABLE readings (id integer PRIMARY KEY, body text); \
+         CREATE PUBLICATION pgferry_test FOR TABLE readings",
+    );
+    let slot = Slot::create(&db);
+    let psql = psql_for(&db);
+    db.sql(
+        "INSERT INTO readings SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g",
+    );
+    let between: Lsn = db.sql("SELECT pg_current_wal_lsn()").parse().unwrap();
+    db.sql("INSERT INTO readings SELECT g, 'second' FROM generate_series(20001, 25000) g");
+
+    assert_eq!(count(&psql, &slot.name, None), (2, 25000, 2));
+    // A peek consumes nothing: the same again.
+    assert_eq!(count(&psql, &slot.name, None), (2, 25000, 2));
+    // Up to a position: the transactions that commit before it.
+    assert_eq!(count(&psql, &slot.name, Some(between)), (1, 20000, 1));
+    // Once the slot moves past the first transaction, only the second is left.
+    db.sql(&format!(
+        "SELECT pg_replication_slot_advance('{}', '{between}')",
+        slot.name
+    ));
+    assert_eq!(count(&psql, &slot.name, None), (1, 5000, 1));
+    // A slot that does not exist is an error that names it.
+    let err = slot::peek(&psql, "pgferry_no_such_slot", "pgferry_test", None)
+        .and_then(|mut p| p.next_message())
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("pgferry_no_such_slot"),
+        "{err:#}"
+    );
 }

@@ -11,6 +11,7 @@ pub mod pgoutput;
 pub mod programs;
 pub mod psql;
 pub mod session;
+pub mod slot;
 
 pub use psql::Psql;
 pub use session::Session;
