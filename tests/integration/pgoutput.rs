@@ -219,3 +219,39 @@ fn a_slot_is_read_as_a_stream_up_to_a_position_and_left_as_it_was() {
         "{err:#}"
     );
 }
+
+#[test]
+fn a_slot_made_with_an_exported_snapshot_starts_exactly_where_the_snapshot_ends() {
+    let db = Db::create(Cluster::Logical);
+    db.sql(
+        "CREATE TABLE readings (id integer PRIMARY KEY, body text); \
+         CREATE PUBLICATION pgferry_test FOR TABLE readings; \
+         INSERT INTO readings VALUES (1, 'before')",
+    );
+    let psql = psql_for(&db);
+    let name = unique("pgferry_test_slot");
+    let made = slot::create_exported(&psql, &name).unwrap();
+    let slot = Slot {
+        db: &db,
+        name: name.clone(),
+    };
+    assert!(made.consistent_point > Lsn(0));
+    // Committed after the slot was made: in the slot's stream, not in the snapshot.
+    db.sql("INSERT INTO readings VALUES (2, 'after')");
+    let seen = db.sql(&format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{}'; \
+         SELECT string_agg(id::text, ',' ORDER BY id) FROM readings",
+        made.snapshot
+    ));
+    assert_eq!(seen, "1", "the snapshot does not end where the slot starts");
+    drop(made);
+    let inserted: Vec<Tuple> = slot
+        .peek("pgferry_test")
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Insert { new, .. } => Some(new),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inserted, vec![Tuple(vec![text("2"), text("after")])]);
+}

@@ -22,7 +22,19 @@ pub struct Session {
 
 impl Session {
     pub fn open(psql: &Psql) -> anyhow::Result<Session> {
-        let (psql, stdout) = PsqlChild::spawn(psql, &["-A", "-t"], Stdio::piped(), 8 * 1024)?;
+        Session::start(psql, &[])
+    }
+
+    /// A session on a logical replication connection (`replication=database`): it takes
+    /// replication commands such as `CREATE_REPLICATION_SLOT` besides SQL. The database and
+    /// the rest come from the connection's environment, as for any other session.
+    pub fn open_replication(psql: &Psql) -> anyhow::Result<Session> {
+        Session::start(psql, &["-d", "replication=database"])
+    }
+
+    fn start(psql: &Psql, args: &[&str]) -> anyhow::Result<Session> {
+        let args: Vec<&str> = ["-A", "-t"].iter().chain(args).copied().collect();
+        let (psql, stdout) = PsqlChild::spawn(psql, &args, Stdio::piped(), 8 * 1024)?;
         let stdout = stdout.context("psql has no stdout pipe")?;
         Ok(Session {
             psql,

@@ -12,9 +12,9 @@ use std::io::{BufRead, BufReader};
 
 use anyhow::{bail, Context};
 
-use super::ident::quote_literal;
+use super::ident::{quote_ident, quote_literal};
 use super::pgoutput::{self, Lsn, Message};
-use super::Psql;
+use super::{Psql, Session};
 use crate::cause::{Cause, CauseExt};
 use crate::process::CommandReader;
 
@@ -76,4 +76,42 @@ impl Peek {
             .with_context(|| format!("decode the change at {lsn} of slot {}", self.slot))?;
         Ok(Some((lsn, message)))
     }
+}
+
+/// A slot just made, and the snapshot its stream starts from: what the snapshot shows and
+/// what the slot reports afterwards neither overlap nor leave a gap, so a complete bundle
+/// dumped from the snapshot hands over to the partials exactly. Other sessions can import
+/// the snapshot (`SET TRANSACTION SNAPSHOT`) only while this one stays open and idle; drop
+/// it once they have.
+pub struct NewSlot {
+    /// Holds the exported snapshot.
+    _session: Session,
+    /// Where the slot's stream starts.
+    pub consistent_point: Lsn,
+    /// The exported snapshot's name.
+    pub snapshot: String,
+}
+
+/// Creates the logical slot `slot` (pgoutput) on a replication connection, exporting the
+/// snapshot it starts from.
+pub fn create_exported(psql: &Psql, slot: &str) -> anyhow::Result<NewSlot> {
+    let mut session = Session::open_replication(psql)
+        .with_context(|| format!("open a replication connection to create slot {slot}"))?;
+    let row = session
+        .query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            quote_ident(slot)
+        ))
+        .with_context(|| format!("create the replication slot {slot}"))
+        .cause(Cause::Database)?;
+    // slot_name|consistent_point|snapshot_name|output_plugin
+    let fields: Vec<&str> = row.trim().split('|').collect();
+    let [_, point, snapshot, _] = fields[..] else {
+        bail!("CREATE_REPLICATION_SLOT for {slot} answered {row:?}, not its four fields");
+    };
+    Ok(NewSlot {
+        consistent_point: point.parse()?,
+        snapshot: snapshot.to_string(),
+        _session: session,
+    })
 }
