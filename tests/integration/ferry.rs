@@ -36,8 +36,25 @@ impl Ferry {
     }
 
     pub fn with(schema_sql: &str, tables: &str, sender_extra: &str, receiver_extra: &str) -> Ferry {
+        Ferry::on(
+            Cluster::Primary,
+            schema_sql,
+            tables,
+            sender_extra,
+            receiver_extra,
+        )
+    }
+
+    /// The same, with the source database on `cluster`.
+    pub fn on(
+        cluster: Cluster,
+        schema_sql: &str,
+        tables: &str,
+        sender_extra: &str,
+        receiver_extra: &str,
+    ) -> Ferry {
         let scratch = Scratch::new();
-        let source = Db::create(Cluster::Primary);
+        let source = Db::create(cluster);
         if !schema_sql.is_empty() {
             source.sql(schema_sql);
         }

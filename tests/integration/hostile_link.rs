@@ -85,8 +85,20 @@ pub struct Running {
 
 impl Running {
     pub fn start(program: &str, config: &Path, args: &[&str], scratch: &Scratch) -> Running {
+        Running::start_with(program, config, args, scratch, &[])
+    }
+
+    /// The same, with `env` set.
+    pub fn start_with(
+        program: &str,
+        config: &Path,
+        args: &[&str],
+        scratch: &Scratch,
+        env: &[(&str, &str)],
+    ) -> Running {
         let stderr = scratch.path(&format!("{}.stderr", unique(program)));
         let child = Command::new(bin(program))
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(config)
             .args(args)

@@ -24,6 +24,7 @@ mod hostile_disk;
 mod hostile_link;
 mod hostile_ops;
 mod hostile_pg;
+mod logical;
 mod long_transaction;
 mod metrics;
 mod operations;

@@ -102,6 +102,20 @@ pub fn kill_self() -> ! {
     std::process::abort()
 }
 
+/// Holds this process at a named point until the file `gate` exists, first writing
+/// `<gate>.reached`: a test that must act while a job is at that point (between its
+/// snapshot and its publish, say) waits for the one and then makes the other. The
+/// binaries reach it only through their fail points (`FAILPOINTS=<point>=return(<gate>)`).
+pub fn wait_at_gate(gate: Option<String>) {
+    let Some(gate) = gate else {
+        return;
+    };
+    let _ = std::fs::write(format!("{gate}.reached"), b"");
+    while !std::path::Path::new(&gate).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The most of one output line kept: a child that prints megabytes without a newline
 /// must not make pgferry hold them.
 const LINE_LIMIT: usize = 4096;

@@ -46,6 +46,7 @@ fn manifest(entries: Vec<Entry>) -> Manifest {
         window: None,
         tables: vec![],
         dependencies: vec![],
+        slot: None,
         file_sets: vec![],
         entries,
     }

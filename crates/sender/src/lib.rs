@@ -8,15 +8,18 @@
 //! checked) → [`window`] → [`selection`] (changed rows and their parents) → [`rows`]
 //! (`COPY` as CSV) and [`pack`] (the files they name) → [`publish`].
 
+pub mod changes;
 pub mod commands;
 pub mod dump;
 pub mod horizon;
+pub mod logical;
 pub mod metrics;
 pub mod pack;
 pub mod partial_tables;
 pub mod publish;
 pub mod rows;
 pub mod selection;
+pub mod slot;
 pub mod snapshot;
 pub mod tables;
 pub mod upload;

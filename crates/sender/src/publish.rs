@@ -37,6 +37,7 @@ pub fn new_manifest(
         window: None,
         tables: Vec::new(),
         dependencies: Vec::new(),
+        slot: None,
         file_sets: Vec::new(),
         entries: Vec::new(),
     }

@@ -32,8 +32,18 @@ struct Opened {
 
 impl Snapshot {
     pub fn open(psql: &Psql) -> anyhow::Result<Snapshot> {
+        Snapshot::start(psql, None)
+    }
+
+    /// The snapshot `exported` by another session (a replication slot's), which must stay
+    /// open until this returns.
+    pub fn import(psql: &Psql, exported: &str) -> anyhow::Result<Snapshot> {
+        Snapshot::start(psql, Some(exported))
+    }
+
+    fn start(psql: &Psql, exported: Option<&str>) -> anyhow::Result<Snapshot> {
         let target = psql.connection.describe();
-        let (session, horizon, opened) = Snapshot::begin(psql)
+        let (session, horizon, opened) = Snapshot::begin(psql, exported)
             .with_context(|| format!("open a snapshot of the source database {target}"))?;
         Ok(Snapshot {
             session,
@@ -44,13 +54,19 @@ impl Snapshot {
         })
     }
 
-    fn begin(psql: &Psql) -> anyhow::Result<(Session, Horizon, Opened)> {
+    fn begin(psql: &Psql, exported: Option<&str>) -> anyhow::Result<(Session, Horizon, Opened)> {
         let mut session = Session::open(psql)?;
         session.query(&format!("SET application_name = '{SNAPSHOT_APPLICATION}'"))?;
         // Before the snapshot: a transaction in progress at the snapshot is then either
         // seen here or began after this looked (see `horizon`).
         let horizon = Horizon::read(&mut session)?;
         session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        if let Some(exported) = exported {
+            session.query(&format!(
+                "SET TRANSACTION SNAPSHOT {}",
+                pgferry::pg::ident::quote_literal(exported)
+            ))?;
+        }
         // The first query of the transaction takes the snapshot; clock_timestamp() is read
         // while it runs.
         let opened: Opened = session.json("SELECT json_build_object('id', pg_export_snapshot(), 'time', clock_timestamp(), 'version', current_setting('server_version'))")?;

@@ -14,6 +14,8 @@ pub enum EntryKind {
     Data,
     /// `rows/...`: CSV rows of a partial bundle.
     Rows,
+    /// `changes/...`: a logical partial's changes, as CSV in commit order.
+    Changes,
     /// `files/<set>/<relative path>`.
     File {
         set: String,
@@ -68,6 +70,7 @@ pub fn classify(path: &str) -> Result<EntryKind, UnsafePath> {
         ["schema", _] => Ok(EntryKind::Schema),
         ["data", _] => Ok(EntryKind::Data),
         ["rows", _] => Ok(EntryKind::Rows),
+        ["changes", _] => Ok(EntryKind::Changes),
         ["files", set, rest @ ..] if !rest.is_empty() => Ok(EntryKind::File {
             set: set.to_string(),
             relative: rest.join("/"),

@@ -42,8 +42,22 @@ pub struct Manifest {
     /// What the tables need besides their own DDL (complete bundles), in creation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<Dependency>,
+    /// With `[partial] source = "logical"`: the positions of the slot's stream the bundle
+    /// covers. A complete holds every change before `start` (= `end`); a partial carries
+    /// the changes from `start` to `end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotRange>,
     pub file_sets: Vec<FileSetManifest>,
     pub entries: Vec<Entry>,
+}
+
+/// Positions in a replication slot's stream, as PostgreSQL writes them (`16/B374D848`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotRange {
+    pub name: String,
+    pub start: String,
+    pub end: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -188,7 +188,7 @@ impl Section {
         match kind {
             EntryKind::Manifest => None,
             EntryKind::Schema => Some(Section::Schema),
-            EntryKind::Data | EntryKind::Rows => Some(Section::Database),
+            EntryKind::Data | EntryKind::Rows | EntryKind::Changes => Some(Section::Database),
             EntryKind::File { .. } => Some(Section::Files),
         }
     }

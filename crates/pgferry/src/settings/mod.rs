@@ -32,7 +32,7 @@ pub use alerts::{AlertSettings, SmtpSecurity};
 pub use connection::Connection;
 pub use error::ConfigError;
 pub use receiver::ReceiverSettings;
-pub use sender::SenderSettings;
+pub use sender::{ChangeSource, SenderSettings};
 pub use values::{Duration, Schedule, Size};
 
 /// Where a config file lives when `-c` is not given: `$PGFERRY_CONFIG`, else this default.
@@ -140,6 +140,36 @@ impl SenderSettings {
                     format!("partial.tables[{index}].changed_at"),
                     "expected a column name",
                 ));
+            }
+        }
+        if self.partial.source == ChangeSource::Logical {
+            if !self.partial.tables.is_empty() {
+                return Err(ConfigError::new(
+                    path,
+                    "partial.tables",
+                    "with source = \"logical\" every table of source.tables is captured from the slot; remove the [[partial.tables]] entries",
+                ));
+            }
+            for (key, name) in [
+                ("slot", &self.partial.slot),
+                ("publication", &self.partial.publication),
+            ] {
+                // PostgreSQL's rule for slot names, kept for the publication too so both
+                // need no quoting in messages and commands an operator types.
+                let valid = !name.is_empty()
+                    && name.len() <= 63
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !valid {
+                    return Err(invalid(
+                        path,
+                        text,
+                        "partial",
+                        key,
+                        "expected 1 to 63 lowercase letters, digits or underscores",
+                    ));
+                }
             }
         }
         if let Some(window) = self.partial.window {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::alerts::AlertSettings;
 use super::connection::{libpq_section, PortValue};
 use super::names::{ColumnRef, TablePattern};
-use super::values::{Duration, Schedule};
+use super::values::{Duration, Schedule, Size};
 use crate::bundle::Compression;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +46,37 @@ pub struct PartialSettings {
     pub window: Option<Duration>,
     #[serde(default)]
     pub tables: Vec<PartialTable>,
+    /// Where a partial's changes come from.
+    #[serde(default)]
+    pub source: ChangeSource,
+    /// `logical`: the replication slot the changes are read from.
+    #[serde(default = "default_slot")]
+    pub slot: String,
+    /// `logical`: the publication over the complete tables that the slot reads.
+    #[serde(default = "default_slot")]
+    pub publication: String,
+    /// `logical`: above this much WAL held back by the slot, the partial job alerts.
+    #[serde(default = "default_max_retained_wal")]
+    pub max_retained_wal: Size,
+}
+
+/// `[partial] source`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// Rows whose `changed_at` column moved inside the window.
+    #[default]
+    ChangedAt,
+    /// Every insert, update, delete and truncate, from a logical replication slot.
+    Logical,
+}
+
+fn default_slot() -> String {
+    "pgferry".to_string()
+}
+
+fn default_max_retained_wal() -> Size {
+    Size(4 << 30)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -24,6 +24,7 @@ use pgferry::settings::names::QualifiedName;
 use pgferry::settings::ReceiverSettings;
 
 use crate::install::{self, Installed};
+use crate::load::changes;
 use crate::load::csv_to_copy::CsvToCopy;
 use crate::load::ddl;
 use crate::load::dump_filter::DumpFilter;
@@ -143,6 +144,7 @@ impl<'a> Load<'a> {
     ) -> anyhow::Result<Vec<Staged>> {
         let mut data: Option<DumpFilter> = None;
         let mut rows: Option<RowsInProgress> = None;
+        let mut changes: Option<RowsInProgress> = None;
         loop {
             match entries.current {
                 Some((EntryKind::Data, entry)) => {
@@ -154,11 +156,15 @@ impl<'a> Load<'a> {
                 Some((EntryKind::Rows, entry)) => {
                     self.rows(entry, &mut entries.body(), &mut rows, transaction)?;
                 }
+                Some((EntryKind::Changes, entry)) => {
+                    self.changes(entry, &mut entries.body(), &mut changes, transaction)?;
+                }
                 _ => break,
             }
             entries.advance()?;
         }
         self.finish_rows(rows, transaction)?;
+        self.finish_changes(changes, transaction)?;
         let Some(filter) = data else {
             return Ok(Vec::new());
         };
@@ -215,25 +221,71 @@ impl<'a> Load<'a> {
             });
         }
         let rows = rows.as_mut().context("no table in progress")?;
-        let mut input = vec![0u8; 256 * 1024];
-        let mut output = Vec::with_capacity(300 * 1024);
-        loop {
-            let n = reader
-                .read(&mut input)
-                .with_context(|| format!("read {}", entry.path))?;
-            if n == 0 {
-                return Ok(());
+        let index = rows.index;
+        stream_csv(
+            entry,
+            reader,
+            &mut rows.converter,
+            &mut rows.copying,
+            transaction,
+            |header| upsert::copy_into_stage(index, header),
+        )
+    }
+
+    /// Streams one part of a logical partial's changes into the stream's table.
+    fn changes(
+        &self,
+        entry: &Entry,
+        reader: &mut dyn Read,
+        changes: &mut Option<RowsInProgress>,
+        transaction: &mut Transaction,
+    ) -> anyhow::Result<()> {
+        let changes = match changes {
+            Some(changes) => changes,
+            None => {
+                transaction.write(changes::create_stream().as_bytes())?;
+                changes.insert(RowsInProgress {
+                    index: 0,
+                    converter: CsvToCopy::new(),
+                    copying: false,
+                })
             }
-            output.clear();
-            rows.converter.feed(&input[..n], &mut output);
-            if !rows.copying {
-                if let Some(header) = &rows.converter.header {
-                    transaction.write(upsert::copy_into_stage(rows.index, header).as_bytes())?;
-                    rows.copying = true;
-                }
-            }
-            transaction.write(&output)?;
+        };
+        stream_csv(
+            entry,
+            reader,
+            &mut changes.converter,
+            &mut changes.copying,
+            transaction,
+            |_| changes::copy_into_stream(),
+        )
+    }
+
+    /// Ends the COPY of the changes, checks them against the manifest and applies them.
+    fn finish_changes(
+        &self,
+        changes: Option<RowsInProgress>,
+        transaction: &mut Transaction,
+    ) -> anyhow::Result<()> {
+        let Some(changes) = changes else {
+            return Ok(());
+        };
+        let header = changes.converter.header.clone().unwrap_or_default();
+        if header != changes::HEADER {
+            bail!(
+                "the changes entries start with the header {header:?}, not {:?}",
+                changes::HEADER
+            );
         }
+        if !changes.converter.at_record_start() {
+            bail!("the changes end in the middle of a record");
+        }
+        let mut sql = String::from("\\.\n");
+        for (index, table) in self.manifest.tables.iter().enumerate() {
+            sql.push_str(&changes::count_check(index, table));
+        }
+        sql.push_str(&changes::apply(&self.manifest.tables));
+        transaction.write(sql.as_bytes())
     }
 
     /// Ends the COPY of the table in progress and upserts its staged rows.
@@ -419,6 +471,37 @@ fn check_file_sets(settings: &ReceiverSettings, manifest: &Manifest) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Streams a CSV entry through `converter` into the transaction as COPY text; the COPY
+/// starts (`start`, given the header) once the header has been read.
+fn stream_csv(
+    entry: &Entry,
+    reader: &mut dyn Read,
+    converter: &mut CsvToCopy,
+    copying: &mut bool,
+    transaction: &mut Transaction,
+    start: impl Fn(&[String]) -> String,
+) -> anyhow::Result<()> {
+    let mut input = vec![0u8; 256 * 1024];
+    let mut output = Vec::with_capacity(300 * 1024);
+    loop {
+        let n = reader
+            .read(&mut input)
+            .with_context(|| format!("read {}", entry.path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        output.clear();
+        converter.feed(&input[..n], &mut output);
+        if !*copying {
+            if let Some(header) = &converter.header {
+                transaction.write(start(header).as_bytes())?;
+                *copying = true;
+            }
+        }
+        transaction.write(&output)?;
+    }
 }
 
 /// The table index of a rows entry `rows/0003-000001.csv`.

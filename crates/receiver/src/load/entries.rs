@@ -45,7 +45,10 @@ impl<'s, 'a> Entries<'s, 'a> {
 
     /// Passes over the database entries of a bundle whose database part is loaded.
     pub fn skip_database(&mut self) -> anyhow::Result<()> {
-        while matches!(self.current, Some((EntryKind::Data | EntryKind::Rows, _))) {
+        while matches!(
+            self.current,
+            Some((EntryKind::Data | EntryKind::Rows | EntryKind::Changes, _))
+        ) {
             self.advance()?;
         }
         Ok(())

@@ -8,6 +8,7 @@
 //! is [`refused`].
 
 pub mod apply;
+pub mod changes;
 pub mod csv_to_copy;
 pub mod ddl;
 pub mod dump_filter;

@@ -18,11 +18,11 @@ use pgferry::pipe::ReadAhead;
 use pgferry::process::CommandReader;
 use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
-use pgferry::settings::SenderSettings;
+use pgferry::settings::{ChangeSource, SenderSettings};
 
 use crate::publish::{new_manifest, publish, Mark};
 use crate::snapshot::Snapshot;
-use crate::{dump, pack, tables};
+use crate::{dump, logical, pack, tables};
 
 pub fn run(config: &Path, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
@@ -40,7 +40,15 @@ pub fn job(settings: &SenderSettings, progress: &Progress) -> anyhow::Result<()>
 /// Makes and publishes one complete bundle; returns its name.
 pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Result<BundleName> {
     let started = Instant::now();
-    let mut snapshot = Snapshot::open(&Psql::new(settings.source.connection()))?;
+    let psql = Psql::new(settings.source.connection());
+    let (mut snapshot, begun) = match settings.partial.source {
+        ChangeSource::Logical => {
+            let start = logical::before_complete(settings, &psql)?;
+            let (snapshot, begun) = logical::snapshot(&psql, start)?;
+            (snapshot, Some(begun))
+        }
+        ChangeSource::ChangedAt => (Snapshot::open(&psql)?, None),
+    };
     // Named by the database's clock, like the windows: a local clock that jumps cannot
     // reorder bundles on the receiver.
     let name =
@@ -49,6 +57,7 @@ pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Resul
     let trees = snapshot.partition_trees()?;
     let tables = tables::complete_tables(settings, &catalog, &trees)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
+    manifest.slot = begun.as_ref().map(|begun| logical::range(settings, begun));
     let connection = settings.source.connection();
     let snapshot_id = snapshot.id.clone();
     // A complete replaces everything: the next partial starts from its snapshot, or from
@@ -83,6 +92,9 @@ pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Resul
         )
     })?;
     snapshot.close()?;
+    if let Some(begun) = begun {
+        logical::after_complete(settings, &psql, begun)?;
+    }
     progress.done(format!(
         "published {name}: {} rows in {:.1} s",
         manifest.total_rows(),

@@ -10,11 +10,11 @@ use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::pg::catalog::{ForeignKey, FOREIGN_KEYS_SQL};
 use pgferry::pg::Psql;
-use pgferry::settings::SenderSettings;
+use pgferry::settings::{ChangeSource, SenderSettings};
 
 use crate::publish::{new_manifest, publish, Mark};
 use crate::snapshot::Snapshot;
-use crate::{pack, partial_tables, rows, selection, window};
+use crate::{logical, pack, partial_tables, rows, selection, window};
 
 pub fn run(config: &Path, minutes: Option<u32>, options: &Options) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
@@ -30,6 +30,9 @@ pub fn job(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Result<()
 
 /// Makes and publishes one partial bundle; returns its name.
 pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Result<BundleName> {
+    if settings.partial.source == ChangeSource::Logical {
+        return logical::partial(settings, minutes);
+    }
     let started = Instant::now();
     let psql = Psql::new(settings.source.connection());
     let mut snapshot = Snapshot::open(&psql)?;

@@ -25,6 +25,7 @@ fn manifest(name: &BundleName) -> Manifest {
         window: None,
         tables: vec![],
         dependencies: vec![],
+        slot: None,
         file_sets: vec![],
         entries: vec![],
     }

@@ -1,0 +1,290 @@
+//! Partials from a logical replication slot (guarantee 12), end to end against the
+//! cluster with `wal_level = logical`: every insert, update, delete and truncate arrives,
+//! the first complete hands over to the partials exactly, and the slot moves only after a
+//! bundle is published.
+
+use crate::ferry::*;
+use crate::hostile_link::Running;
+use crate::util::*;
+
+const SCHEMA: &str = r#"
+CREATE TABLE stops (id integer PRIMARY KEY, code text NOT NULL UNIQUE, note text, photo text);
+ALTER TABLE stops ALTER COLUMN photo SET STORAGE EXTERNAL;
+CREATE TABLE visits (id integer PRIMARY KEY, stop_id integer NOT NULL REFERENCES stops (id), at timestamptz NOT NULL);
+CREATE TABLE logs (id integer PRIMARY KEY, msg text);
+CREATE TABLE big (id integer PRIMARY KEY, payload text);
+INSERT INTO stops SELECT g, 'S' || g, NULL, repeat('p', 5000) FROM generate_series(1, 50) g;
+INSERT INTO visits SELECT g, 1 + g % 50, '2026-01-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 200) g;
+INSERT INTO logs SELECT g, 'old ' || g FROM generate_series(1, 20) g;
+INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 100) g;
+"#;
+
+const TABLES: &str = r#"["public.stops", "public.visits", "public.logs", "public.big"]"#;
+
+/// A ferry whose sender takes partials from a slot of its own, dropped with it.
+struct Logical {
+    ferry: Ferry,
+    slot: String,
+}
+
+impl Logical {
+    fn new() -> Logical {
+        let slot = unique("pgferry_slot");
+        let extra = format!("source = \"logical\"\nslot = \"{slot}\"\npublication = \"{slot}\"\n");
+        let ferry = Ferry::on(Cluster::Logical, SCHEMA, TABLES, &extra, "");
+        Logical { ferry, slot }
+    }
+
+    fn assert_all_same(&self) {
+        for table in ["stops", "visits", "logs", "big"] {
+            self.ferry.assert_same(table, "id");
+        }
+    }
+
+    /// The slot's confirmed position, as text.
+    fn confirmed(&self) -> String {
+        self.ferry.source.sql(&format!(
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.slot
+        ))
+    }
+}
+
+impl Drop for Logical {
+    fn drop(&mut self) {
+        let _ = self.ferry.source.sql_result(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.slot
+        ));
+    }
+}
+
+#[test]
+fn every_insert_update_delete_and_truncate_reaches_the_target() {
+    let l = Logical::new();
+    l.ferry.ship();
+    l.assert_all_same();
+    l.ferry.source.sql(
+        "INSERT INTO stops VALUES (100, 'NEW', 'added', NULL); \
+         INSERT INTO visits VALUES (1000, 100, now()); \
+         UPDATE stops SET note = 'changed' WHERE id = 1; \
+         DELETE FROM visits WHERE stop_id = 3; DELETE FROM stops WHERE id = 3; \
+         UPDATE stops SET note = 'twice', code = 'S2b' WHERE id = 2; UPDATE stops SET note = 'thrice' WHERE id = 2; \
+         INSERT INTO logs VALUES (999, 'gone before the truncate'); \
+         TRUNCATE logs; INSERT INTO logs VALUES (1, 'after the truncate')",
+    );
+    l.ferry.sender(&["partial"]).expect_code(0);
+    let partial = l.ferry.pending()[0].clone();
+    let manifest = l.ferry.manifest(&partial);
+    assert_eq!(manifest["slot"]["name"], l.slot.as_str(), "{manifest}");
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+    // The slot moved past what the bundle carries: the next partial carries nothing.
+    assert_eq!(l.confirmed(), manifest["slot"]["end"].as_str().unwrap());
+    l.ferry.sender(&["partial"]).expect_code(0);
+    let next = l.ferry.pending()[0].clone();
+    assert_eq!(
+        l.ferry.manifest(&next)["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["rows"].as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+}
+
+#[test]
+fn an_update_that_leaves_a_toasted_value_out_keeps_it() {
+    let l = Logical::new();
+    l.ferry.ship();
+    // The photo is not in these updates' changes: the target keeps the one it has.
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'seen' WHERE id <= 10");
+    // Inserted, then updated without its photo, in one bundle: the photo comes from the
+    // insert.
+    l.ferry.source.sql(
+        "INSERT INTO stops VALUES (200, 'TOAST', NULL, repeat('q', 6000)); \
+         UPDATE stops SET note = 'after insert' WHERE id = 200",
+    );
+    l.ferry.sender(&["partial"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+    assert_eq!(
+        l.ferry
+            .target
+            .sql("SELECT length(photo) FROM stops WHERE id IN (1, 200) ORDER BY id"),
+        "5000\n6000"
+    );
+}
+
+#[test]
+fn a_change_made_while_the_first_complete_is_dumped_arrives_once_in_the_first_partial() {
+    let l = Logical::new();
+    // The complete waits between its snapshot and its dump until the test has made its
+    // change: the slot and the snapshot exist, the dump has not read a row.
+    let gate = l.ferry.scratch.path("after-snapshot");
+    let failpoint = format!("sender-after-snapshot=return({})", gate.display());
+    let mut sender = Running::start_with(
+        "sender",
+        &l.ferry.sender_config,
+        &["complete"],
+        &l.ferry.scratch,
+        &[("FAILPOINTS", failpoint.as_str())],
+    );
+    let reached = l.ferry.scratch.path("after-snapshot.reached");
+    sender.wait_until(|| reached.exists(), "the complete to hold its snapshot");
+    l.ferry
+        .source
+        .sql("INSERT INTO stops VALUES (300, 'DURING', 'made during the complete', NULL)");
+    std::fs::write(&gate, b"").unwrap();
+    sender.finish().expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    assert_eq!(
+        l.ferry
+            .target
+            .sql("SELECT count(*) FROM stops WHERE id = 300"),
+        "0",
+        "the complete holds a change made after its snapshot"
+    );
+    l.ferry.sender(&["partial"]).expect_code(0);
+    let partial = l.ferry.pending()[0].clone();
+    let counts: Vec<(String, u64)> = l.ferry.manifest(&partial)["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["rows"].as_u64() != Some(0))
+        .map(|t| {
+            (
+                t["table"]["name"].as_str().unwrap().to_string(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![("stops".to_string(), 1)],
+        "the change is not in the partial exactly once"
+    );
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+}
+
+#[test]
+fn a_sender_killed_between_the_publish_and_the_slot_move_loses_nothing() {
+    let l = Logical::new();
+    l.ferry.ship();
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'first' WHERE id = 5; DELETE FROM visits WHERE id = 7");
+    let before = l.confirmed();
+    let run = run_with(
+        "sender",
+        &["-c", l.ferry.sender_config.to_str().unwrap(), "partial"],
+        &[("FAILPOINTS", "sender-before-slot-advance=return")],
+    );
+    assert_ne!(run.code, 0, "the fail point did not stop the sender");
+    assert_eq!(l.ferry.pending().len(), 1, "the bundle was not published");
+    assert_eq!(l.confirmed(), before, "the slot moved before it should");
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'second' WHERE id = 5");
+    l.ferry.sender(&["partial"]).expect_code(0);
+    // Both bundles load: the second carries the first's changes again, and they converge.
+    l.ferry.receiver(&["load"]).expect_code(0);
+    assert_eq!(l.ferry.ledger().len(), 3, "{:?}", l.ferry.ledger());
+    l.assert_all_same();
+}
+
+#[test]
+fn a_column_added_on_the_primary_fails_the_partial_by_name_until_a_complete() {
+    let l = Logical::new();
+    l.ferry.ship();
+    l.ferry
+        .source
+        .sql("UPDATE logs SET msg = 'before' WHERE id = 1");
+    l.ferry
+        .source
+        .sql("ALTER TABLE logs ADD COLUMN level integer; UPDATE logs SET level = 1 WHERE id = 2");
+    let run = l.ferry.sender(&["partial"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("table public.logs had the columns (id, msg)")
+            && run.stderr.contains("run `sender complete`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(l.ferry.pending(), Vec::<String>::new());
+    // The complete carries the new column (recreated on the target) and the slot moves
+    // past the old changes.
+    let recreate = l.ferry.scratch.write(
+        "receiver-recreate.toml",
+        &(std::fs::read_to_string(&l.ferry.receiver_config).unwrap()
+            + "\n[complete]\non_schema_change = \"recreate\"\n"),
+    );
+    l.ferry.sender(&["complete"]).expect_code(0);
+    run_config("receiver", &recreate, &["load"]).expect_code(0);
+    l.ferry.source.sql("UPDATE logs SET level = 2 WHERE id = 3");
+    l.ferry.sender(&["partial"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+}
+
+#[test]
+fn a_table_without_a_key_is_refused_by_name() {
+    let l = Logical::new();
+    l.ferry.ship();
+    l.ferry
+        .source
+        .sql("ALTER TABLE logs DROP CONSTRAINT logs_pkey");
+    for job in ["partial", "complete"] {
+        let run = l.ferry.sender(&[job]);
+        assert_ne!(run.code, 0, "{job}");
+        assert!(
+            run.stderr.contains("table public.logs has no"),
+            "{job}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_transaction_open_across_two_partials_arrives_when_it_commits() {
+    let l = Logical::new();
+    l.ferry.ship();
+    // A session of the test's own, its transaction open while a partial is made.
+    let (mut open, mut input) = l.ferry.source.kept_session(&unique("pgferry_test_open"));
+    use std::io::Write;
+    writeln!(input, "BEGIN;\nINSERT INTO logs VALUES (500, 'long');").unwrap();
+    input.flush().unwrap();
+    wait_for(
+        || {
+            l.ferry.source.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
+                 AND query LIKE 'INSERT INTO logs VALUES (500%'",
+            ) == "1"
+        },
+        "the long transaction to have written its row",
+    );
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'meanwhile' WHERE id = 9");
+    l.ferry.sender(&["partial"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    assert_eq!(
+        l.ferry
+            .target
+            .sql("SELECT count(*) FROM logs WHERE id = 500"),
+        "0"
+    );
+    writeln!(input, "COMMIT;").unwrap();
+    drop(input);
+    assert!(open.wait().unwrap().success());
+    l.ferry.sender(&["partial"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+}
