@@ -288,3 +288,78 @@ fn a_transaction_open_across_two_partials_arrives_when_it_commits() {
     l.ferry.receiver(&["load"]).expect_code(0);
     l.assert_all_same();
 }
+
+#[test]
+fn check_names_what_the_mode_needs_and_drop_slot_removes_the_slot_and_publication() {
+    let l = Logical::new();
+    // `check` creates nothing: the state dir is the operator's to make.
+    std::fs::create_dir_all(l.ferry.scratch.path("sender-state")).unwrap();
+    let run = l.ferry.sender(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("wal_level") && run.stdout.contains("logical"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("slot {}", l.slot))
+            && run.stdout.contains("does not exist yet"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("captured tables") && run.stdout.contains("4 table(s)"),
+        "{}",
+        run.stdout
+    );
+    l.ferry.ship();
+    let run = l.ferry.sender(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("of WAL (max_retained_wal 4.0 GiB)"),
+        "{}",
+        run.stdout
+    );
+    let status = l.ferry.sender(&["status", "--json"]);
+    status.expect_code(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["slot"]["name"], l.slot.as_str(), "{status}");
+    assert_eq!(status["slot"]["exists"], true, "{status}");
+    assert!(
+        status["slot"]["retained_wal"].as_i64().is_some(),
+        "{status}"
+    );
+    // A table the primary could not publish safely fails check by name.
+    l.ferry
+        .source
+        .sql("ALTER TABLE logs REPLICA IDENTITY NOTHING");
+    let run = l.ferry.sender(&["check"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout
+            .contains("table public.logs has no replica identity"),
+        "{}",
+        run.stdout
+    );
+    l.ferry
+        .source
+        .sql("ALTER TABLE logs REPLICA IDENTITY DEFAULT");
+
+    let run = l.ferry.sender(&["drop-slot"]);
+    run.expect_code(0);
+    let gone = format!(
+        "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{0}') + (SELECT count(*) FROM pg_publication WHERE pubname = '{0}')",
+        l.slot
+    );
+    assert_eq!(l.ferry.source.sql(&gone), "0");
+    // Without the slot a partial fails by name and says what to do.
+    let run = l.ferry.sender(&["partial"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("replication slot {} does not exist", l.slot))
+            && run.stderr.contains("run `sender complete`"),
+        "{}",
+        run.stderr
+    );
+}

@@ -133,7 +133,7 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
                 "replication slot {} {why}; hint: run `sender complete`: a complete bundle makes the slot and the partials start where it ends",
                 partial.slot
             ),
-            Cause::Config,
+            Cause::Database,
         ));
     };
     let start = state.confirmed()?.unwrap_or_default();

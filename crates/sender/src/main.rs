@@ -46,6 +46,10 @@ enum Job {
     /// known_hosts, key authentication, inbox mkdir, write/read/delete of a probe file, free
     /// space. Prints each step with its duration; a failure alerts
     CheckRemote,
+    /// Remove the replication slot and the publication that [partial] source = "logical"
+    /// made on the primary (when moving back to changed_at, or decommissioning): a slot no
+    /// one reads keeps WAL on the primary until its disk fills
+    DropSlot,
     /// Daemon: run complete, partial and check-remote on their [schedule] until SIGTERM or
     /// SIGINT (a running job is let finish)
     Run,
@@ -85,6 +89,7 @@ fn run(job: Job, global: &GlobalArgs) -> anyhow::Result<pgferry::exit::Exit> {
         Job::Partial { minutes } => commands::partial::run(&config, minutes, &options),
         Job::CheckRemote => commands::check_remote::run(&config, &options),
         Job::Run => commands::run::run(&config, &options),
+        Job::DropSlot => commands::drop_slot::run(&config),
         Job::Status { json, prometheus } => commands::status::run(&config, json, prometheus),
     }
 }

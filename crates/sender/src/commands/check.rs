@@ -8,10 +8,10 @@ use pgferry::pg::ident::quote_ident;
 use pgferry::pg::{catalog, Psql};
 use pgferry::report::Report;
 use pgferry::settings::names::QualifiedName;
-use pgferry::settings::SenderSettings;
+use pgferry::settings::{ChangeSource, SenderSettings, Size};
 
 use crate::horizon::Horizon;
-use crate::tables;
+use crate::{slot, tables};
 
 pub fn run(config: &Path) -> anyhow::Result<Exit> {
     let settings = SenderSettings::read(config)?;
@@ -25,6 +25,9 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
         compatibility(&mut report, pg_dump, server);
         database_objects(&mut report, &settings, &psql);
         open_transactions(&mut report, &psql);
+        if settings.partial.source == ChangeSource::Logical {
+            logical(&mut report, &settings, &psql);
+        }
     }
     for set in &settings.files {
         checks::dir_readable(&mut report, &format!("files {}", set.name), &set.dir);
@@ -169,5 +172,91 @@ fn open_transactions(report: &mut Report, psql: &Psql) {
             subject,
             format!("role {role:?} sees every session's transaction; none has been open for over an hour"),
         ),
+    }
+}
+
+/// What `[partial] source = "logical"` needs of the primary: WAL for logical decoding, a
+/// role that may read a slot, room for the slot, a slot that is alive and not holding too
+/// much WAL, and tables that can be published without hurting the primary.
+fn logical(report: &mut Report, settings: &SenderSettings, psql: &Psql) {
+    #[derive(serde::Deserialize)]
+    struct Server {
+        wal_level: String,
+        role: String,
+        replication: bool,
+        slots: i64,
+        max_slots: i64,
+    }
+    let server: anyhow::Result<Server> = psql.json(
+        "SELECT json_build_object('wal_level', current_setting('wal_level'), 'role', current_user, \
+         'replication', (SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), \
+         'slots', (SELECT count(*) FROM pg_catalog.pg_replication_slots), \
+         'max_slots', current_setting('max_replication_slots')::int)",
+    );
+    let server = match server {
+        Ok(server) => server,
+        Err(err) => return report.fail("logical decoding", format!("{err:#}")),
+    };
+    if server.wal_level == "logical" {
+        report.ok("wal_level", "logical");
+    } else {
+        report.fail(
+            "wal_level",
+            format!("is {}, and a replication slot needs logical; hint: ALTER SYSTEM SET wal_level = logical, then restart the server", server.wal_level),
+        );
+    }
+    if server.replication {
+        report.ok(
+            "replication right",
+            format!("role {:?} may use replication slots", server.role),
+        );
+    } else {
+        report.fail(
+            "replication right",
+            format!("role {:?} may not make or read a replication slot; hint: ALTER ROLE {} REPLICATION", server.role, quote_ident(&server.role)),
+        );
+    }
+    let partial = &settings.partial;
+    let subject = format!("slot {}", partial.slot);
+    match slot::state(psql, &partial.slot) {
+        Err(err) => report.fail(subject, format!("{err:#}")),
+        Ok(None) if server.slots >= server.max_slots => report.fail(
+            subject,
+            format!("does not exist, and all {} of max_replication_slots are taken; hint: raise max_replication_slots (a restart), or drop a slot no one reads", server.max_slots),
+        ),
+        Ok(None) => report.warn(subject, "does not exist yet; the next `sender complete` makes it"),
+        Ok(Some(state)) if state.is_lost() => report.fail(
+            subject,
+            "was invalidated by PostgreSQL (wal_status lost); hint: run `sender complete`: it makes the slot anew",
+        ),
+        Ok(Some(state)) => {
+            let retained = u64::try_from(state.retained.unwrap_or(0)).unwrap_or(0);
+            let text = format!(
+                "keeps {} of WAL (max_retained_wal {}), wal_status {}",
+                Size(retained),
+                partial.max_retained_wal,
+                state.wal_status.as_deref().unwrap_or("-")
+            );
+            if retained > partial.max_retained_wal.0 {
+                report.fail(subject, format!("{text}; hint: partials have stopped, or a transaction left open holds it back"));
+            } else {
+                report.ok(subject, text);
+            }
+        }
+    }
+    let captured = tables::catalog_tables(psql).and_then(|names| {
+        let trees: Option<Vec<catalog::PartitionMember>> =
+            psql.json(catalog::PARTITION_TREES_SQL)?;
+        let trees = trees.unwrap_or_default();
+        let tables = tables::complete_tables(settings, &names, &trees)?;
+        slot::refuse_unpublishable(psql, &tables, &trees)?;
+        Ok(tables.len())
+    });
+    match captured {
+        Ok(n) => report.ok(
+            "captured tables",
+            format!("{n} table(s), each with a replica identity and a key"),
+        ),
+        Err(err) => report.fail("captured tables", format!("{err:#}")),
     }
 }

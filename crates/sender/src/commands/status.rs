@@ -16,12 +16,40 @@ pub const JOBS: [&str; 3] = ["complete", "partial", "check-remote"];
 pub struct Status {
     pub jobs: Vec<JobHistory>,
     pub high_water_mark: Option<Watermark>,
+    /// With `[partial] source = "logical"`: the slot, as the primary shows it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlotStatus {
+    pub name: String,
+    /// False when the slot does not exist (yet).
+    pub exists: bool,
+    pub wal_status: Option<String>,
+    /// Bytes of WAL the primary keeps for it.
+    pub retained_wal: Option<i64>,
+    pub max_retained_wal: u64,
 }
 
 pub fn gather(settings: &SenderSettings) -> anyhow::Result<Status> {
     Ok(Status {
         jobs: history::all(&settings.state.dir, &JOBS)?,
         high_water_mark: watermark::read(&settings.state.dir)?,
+        slot: None,
+    })
+}
+
+/// The slot's state from the primary; an unreachable primary is an error of its own.
+fn slot_status(settings: &SenderSettings) -> anyhow::Result<SlotStatus> {
+    let psql = pgferry::pg::Psql::new(settings.source.connection());
+    let state = crate::slot::state(&psql, &settings.partial.slot)?;
+    Ok(SlotStatus {
+        name: settings.partial.slot.clone(),
+        exists: state.is_some(),
+        wal_status: state.as_ref().and_then(|s| s.wal_status.clone()),
+        retained_wal: state.and_then(|s| s.retained),
+        max_retained_wal: settings.partial.max_retained_wal.0,
     })
 }
 
@@ -31,7 +59,10 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
         print!("{}", crate::metrics::render(&settings, chrono::Utc::now())?);
         return Ok(Exit::Done);
     }
-    let status = gather(&settings)?;
+    let mut status = gather(&settings)?;
+    if settings.partial.source == pgferry::settings::ChangeSource::Logical {
+        status.slot = Some(slot_status(&settings)?);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(Exit::Done);
@@ -52,6 +83,19 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
             }
         }
         None => println!("{:<14} none (no bundle published yet)", "high-water"),
+    }
+    if let Some(slot) = &status.slot {
+        match (slot.exists, slot.retained_wal) {
+            (false, _) => println!("{:<14} {} does not exist yet", "slot", slot.name),
+            (true, retained) => println!(
+                "{:<14} {}: keeps {} of WAL (max_retained_wal {}), wal_status {}",
+                "slot",
+                slot.name,
+                pgferry::settings::Size(u64::try_from(retained.unwrap_or(0)).unwrap_or(0)),
+                pgferry::settings::Size(slot.max_retained_wal),
+                slot.wal_status.as_deref().unwrap_or("-")
+            ),
+        }
     }
     Ok(Exit::Done)
 }
