@@ -25,14 +25,23 @@ const TABLES: &str = r#"["public.stops", "public.visits", "public.logs", "public
 struct Logical {
     ferry: Ferry,
     slot: String,
+    _cluster: LogicalCluster,
 }
 
 impl Logical {
     fn new() -> Logical {
+        Logical::with(LogicalCluster::shared())
+    }
+
+    fn with(cluster: LogicalCluster) -> Logical {
         let slot = unique("pgferry_slot");
         let extra = format!("source = \"logical\"\nslot = \"{slot}\"\npublication = \"{slot}\"\n");
         let ferry = Ferry::on(Cluster::Logical, SCHEMA, TABLES, &extra, "");
-        Logical { ferry, slot }
+        Logical {
+            ferry,
+            slot,
+            _cluster: cluster,
+        }
     }
 
     fn assert_all_same(&self) {
@@ -52,10 +61,18 @@ impl Logical {
 
 impl Drop for Logical {
     fn drop(&mut self) {
-        let _ = self.ferry.source.sql_result(&format!(
+        // A sender killed by a failing test may still hold the slot for a moment (its
+        // session ends after it): retry while the slot is in use.
+        let drop = format!(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
             self.slot
-        ));
+        );
+        for _ in 0..250 {
+            if self.ferry.source.sql_result(&drop).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
     }
 }
 
@@ -362,4 +379,71 @@ fn check_names_what_the_mode_needs_and_drop_slot_removes_the_slot_and_publicatio
         "{}",
         run.stderr
     );
+}
+
+/// `max_slot_wal_keep_size` lowered for one test, set back however it ends.
+struct SmallSlotLimit<'d>(&'d Db);
+
+impl<'d> SmallSlotLimit<'d> {
+    fn set(db: &'d Db) -> SmallSlotLimit<'d> {
+        db.sql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+        db.sql("SELECT pg_reload_conf()");
+        SmallSlotLimit(db)
+    }
+}
+
+impl Drop for SmallSlotLimit<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .sql_result("ALTER SYSTEM RESET max_slot_wal_keep_size");
+        let _ = self.0.sql_result("SELECT pg_reload_conf()");
+    }
+}
+
+#[test]
+fn a_lost_slot_fails_the_partial_and_the_next_complete_makes_it_anew() {
+    // The cluster's setting changes for this test: no other test's slot may be near it.
+    let l = Logical::with(LogicalCluster::alone());
+    l.ferry.ship();
+    l.ferry.source.sql("CREATE TABLE waste (x text)");
+    let limit = SmallSlotLimit::set(&l.ferry.source);
+    let status = format!(
+        "SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{}'",
+        l.slot
+    );
+    // WAL past the limit, then checkpoints, until PostgreSQL invalidates the slot (the
+    // setting reaches the checkpointer a moment after the reload).
+    wait_for(
+        || {
+            l.ferry.source.sql(
+                "INSERT INTO waste SELECT repeat(md5(g::text), 40) FROM generate_series(1, 2000) g",
+            );
+            l.ferry.source.sql("SELECT pg_switch_wal()");
+            l.ferry.source.sql("CHECKPOINT");
+            l.ferry.source.sql(&status) == "lost"
+        },
+        "PostgreSQL to invalidate the slot",
+    );
+    drop(limit);
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'lost with the slot' WHERE id = 4");
+    let run = l.ferry.sender(&["partial"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "replication slot {} was invalidated by PostgreSQL",
+            l.slot
+        )) && run.stderr.contains("run `sender complete`"),
+        "{}",
+        run.stderr
+    );
+    // The complete makes the slot anew and carries what the lost slot held.
+    l.ferry.ship();
+    assert_ne!(l.ferry.source.sql(&status), "lost");
+    l.ferry.source.sql("DELETE FROM visits WHERE id = 11");
+    l.ferry.sender(&["partial"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
 }

@@ -51,6 +51,7 @@ fn text(value: &str) -> Value {
 
 #[test]
 fn a_real_slots_changes_decode_in_commit_order() {
+    let _cluster = LogicalCluster::shared();
     let db = Db::create(Cluster::Logical);
     db.sql(
         "CREATE TABLE stops (id integer PRIMARY KEY, code text NOT NULL, big text); \
@@ -186,6 +187,7 @@ fn count(psql: &Psql, slot: &str, upto: Option<Lsn>) -> (usize, usize, usize) {
 
 #[test]
 fn a_slot_is_read_as_a_stream_up_to_a_position_and_left_as_it_was() {
+    let _cluster = LogicalCluster::shared();
     let db = Db::create(Cluster::Logical);
     db.sql(
         "CREATE TABLE readings (id integer PRIMARY KEY, body text); \
@@ -222,6 +224,7 @@ fn a_slot_is_read_as_a_stream_up_to_a_position_and_left_as_it_was() {
 
 #[test]
 fn a_slot_made_with_an_exported_snapshot_starts_exactly_where_the_snapshot_ends() {
+    let _cluster = LogicalCluster::shared();
     let db = Db::create(Cluster::Logical);
     db.sql(
         "CREATE TABLE readings (id integer PRIMARY KEY, body text); \

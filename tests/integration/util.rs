@@ -541,3 +541,23 @@ impl Drop for HeldLock {
 pub fn wait_for_gate(gate: &str) -> String {
     format!("n=0; until [ -e {gate} ] || [ $n -ge 2400 ]; do sleep 0.05; n=$((n+1)); done")
 }
+
+/// The cluster with `wal_level = logical` is shared by the tests that use it; the one test
+/// that changes its settings (to make PostgreSQL invalidate a slot) has it alone.
+static LOGICAL_CLUSTER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A test's share of the logical cluster: many at once, or one alone.
+pub enum LogicalCluster {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+impl LogicalCluster {
+    pub fn shared() -> LogicalCluster {
+        LogicalCluster::Shared(LOGICAL_CLUSTER.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn alone() -> LogicalCluster {
+        LogicalCluster::Alone(LOGICAL_CLUSTER.write().unwrap_or_else(|e| e.into_inner()))
+    }
+}

@@ -139,3 +139,40 @@ fn a_bad_enum_value_is_named() {
         .to_string();
     assert!(err.contains("key complete.on_schema_change: unknown variant `ignore`, expected `fail` or `recreate`"), "{err}");
 }
+
+#[test]
+fn the_logical_source_has_defaults_and_refuses_what_it_cannot_use() {
+    let (text, path) = example("sender.toml");
+    let sender = SenderSettings::parse(&text, &path).unwrap();
+    assert_eq!(sender.partial.source, ChangeSource::ChangedAt);
+    assert_eq!(
+        (
+            sender.partial.slot.as_str(),
+            sender.partial.publication.as_str()
+        ),
+        ("pgferry", "pgferry")
+    );
+    assert_eq!(sender.partial.max_retained_wal, Size(4 << 30));
+    // Logical mode captures source.tables: [[partial.tables]] would mean nothing.
+    let logical = |text: &str| {
+        text.replace(
+            "overlap = \"2m\"",
+            "overlap = \"2m\"\nsource = \"logical\"\nslot = \"Bad-Name\"",
+        )
+    };
+    let err = sender_error(|t| logical(&t));
+    assert!(
+        err.contains("partial.tables") && err.contains("remove the [[partial.tables]] entries"),
+        "{err}"
+    );
+    let err = sender_error(|t| {
+        let t = logical(&t);
+        let start = t.find("\n[[partial.tables]]\n").unwrap();
+        let end = t[start..].find("\n\n").unwrap() + start;
+        format!("{}{}", &t[..start], &t[end..])
+    });
+    assert!(
+        err.contains("partial.slot") && err.contains("lowercase letters, digits or underscores"),
+        "{err}"
+    );
+}
