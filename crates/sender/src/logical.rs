@@ -137,14 +137,19 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
         ));
     };
     let start = state.confirmed()?.unwrap_or_default();
+    // The bundle holds the transactions that commit before this point, read before the
+    // snapshot whose time names the bundle: a complete whose snapshot is later holds them
+    // all, so the receiver may skip this partial once such a complete is applied.
+    let upto = slot::current_lsn(&psql)?;
     let mut snapshot = Snapshot::open(&psql)?;
     let name = BundleName::new(snapshot.time, Kind::Partial).with_codec(settings.compression.codec);
     let catalog_tables = snapshot.tables()?;
     let trees = snapshot.partition_trees()?;
     let tables = tables::complete_tables(settings, &catalog_tables, &trees)?;
-    let (end, held_back) = snapshot.limit();
-    // The window only chooses the files to send: the rows come from the slot.
-    let (window, next_mark) = window::for_partial(settings, end, minutes)?;
+    // The window ends at the snapshot, never held back by an open transaction as in
+    // changed_at mode: the slot delivers that transaction when it commits. It chooses the
+    // files to send and tells the receiver which completes make this partial obsolete.
+    let (window, next_mark) = window::for_partial(settings, snapshot.time, minutes)?;
     let mut manifest = new_manifest(settings, &name, snapshot.time, &snapshot.server_version);
     manifest.window = Some(ManifestWindow {
         start: window.start,
@@ -157,14 +162,17 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
     }
     snapshot.close()?;
     let described = manifest.tables.clone();
-    let mut read_end = None;
+    let mut read_end = upto;
     publish(
         settings,
         &name,
         &mut manifest,
-        next_mark.map(|at| Mark { at, held_back }),
+        next_mark.map(|at| Mark {
+            at,
+            held_back: None,
+        }),
         |writer, manifest| {
-            let peek = stream::peek(&psql, &partial.slot, &partial.publication, None)?;
+            let peek = stream::peek(&psql, &partial.slot, &partial.publication, Some(upto))?;
             let mut changes = ChangesCsv::new(peek, &described);
             writer
                 .append_parts("changes/", ".csv", &mut changes, PART_SIZE)
@@ -178,11 +186,13 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
             for (table, count) in manifest.tables.iter_mut().zip(&changes.counts) {
                 table.rows = *count;
             }
-            read_end = changes.end;
+            // Every transaction committed before `upto` is in the bundle, and one whose
+            // commit record reaches past it may be too.
+            read_end = changes.end.map_or(upto, |end| end.max(upto));
             manifest.slot = Some(SlotRange {
                 name: partial.slot.clone(),
                 start: start.to_string(),
-                end: changes.end.unwrap_or(start).to_string(),
+                end: read_end.to_string(),
             });
             pack::append_partial(
                 settings,
@@ -193,12 +203,10 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
             )
         },
     )?;
-    if let Some(to) = read_end {
-        fail::fail_point!("sender-before-slot-advance", |_| {
-            pgferry::process::kill_self()
-        });
-        slot::advance(&psql, &partial.slot, to)?;
-    }
+    fail::fail_point!("sender-before-slot-advance", |_| {
+        pgferry::process::kill_self()
+    });
+    slot::advance(&psql, &partial.slot, read_end)?;
     check_retained(settings, &psql)?;
     tracing::info!(bundle = %name, changes = manifest.total_rows(), slot = %partial.slot, "published logical partial bundle");
     Ok(name)
