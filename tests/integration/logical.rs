@@ -447,3 +447,100 @@ fn a_lost_slot_fails_the_partial_and_the_next_complete_makes_it_anew() {
     l.ferry.receiver(&["load"]).expect_code(0);
     l.assert_all_same();
 }
+
+/// Starts `sender complete` held between its snapshot and its dump; returns it once there.
+fn start_held_complete(l: &Logical, name: &str) -> (Running, std::path::PathBuf) {
+    let gate = l.ferry.scratch.path(name);
+    let failpoint = format!("sender-after-snapshot=return({})", gate.display());
+    let mut sender = Running::start_with(
+        "sender",
+        &l.ferry.sender_config,
+        &["complete"],
+        &l.ferry.scratch,
+        &[("FAILPOINTS", failpoint.as_str())],
+    );
+    let reached = l.ferry.scratch.path(&format!("{name}.reached"));
+    sender.wait_until(|| reached.exists(), "the complete to hold its snapshot");
+    (sender, gate)
+}
+
+#[test]
+fn a_later_complete_keeps_the_slot_and_the_partials_after_it_converge() {
+    let l = Logical::new();
+    l.ferry.ship();
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'before the second complete' WHERE id = 6");
+    let (sender, gate) = start_held_complete(&l, "second-complete");
+    // After the second complete's snapshot: in the slot's stream only.
+    l.ferry
+        .source
+        .sql("UPDATE stops SET note = 'during the second complete' WHERE id = 7; DELETE FROM visits WHERE id = 8");
+    std::fs::write(&gate, b"").unwrap();
+    sender.finish().expect_code(0);
+    let complete = l.ferry.pending()[0].clone();
+    let start = l.ferry.manifest(&complete)["slot"]["start"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Published, the complete moved the slot to where it started.
+    assert_eq!(l.confirmed(), start);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    assert_eq!(
+        l.ferry.target.sql("SELECT note FROM stops WHERE id = 7"),
+        ""
+    );
+    // The partial replays from there: the change made before the snapshot again (it
+    // converges), the ones during it for the first time.
+    l.ferry.sender(&["partial"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+}
+
+#[test]
+fn a_slot_that_keeps_too_much_wal_fails_the_partial_after_it_is_published() {
+    let l = Logical::new();
+    let small = std::fs::read_to_string(&l.ferry.sender_config)
+        .unwrap()
+        .replace(
+            "source = \"logical\"",
+            "source = \"logical\"\nmax_retained_wal = \"64KiB\"",
+        );
+    let config = l.ferry.scratch.write("sender-small.toml", &small);
+    run_config("sender", &config, &["complete"]).expect_code(0);
+    l.ferry.receiver(&["load"]).expect_code(0);
+    // A transaction left open holds the slot's restart point where it began, however far
+    // the WAL goes on.
+    let (mut open, mut input) = l.ferry.source.kept_session(&unique("pgferry_test_open"));
+    use std::io::Write;
+    writeln!(input, "BEGIN;\nINSERT INTO logs VALUES (600, 'open');").unwrap();
+    input.flush().unwrap();
+    wait_for(
+        || {
+            l.ferry.source.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
+                 AND query LIKE 'INSERT INTO logs VALUES (600%'",
+            ) == "1"
+        },
+        "the open transaction to have written its row",
+    );
+    l.ferry
+        .source
+        .sql("UPDATE big SET payload = repeat(payload, 20); UPDATE big SET payload = md5(payload)");
+    let run = run_config("sender", &config, &["partial"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("replication slot {} keeps", l.slot))
+            && run.stderr.contains("over max_retained_wal (64.0 kiB)"),
+        "{}",
+        run.stderr
+    );
+    // The bundle was published before the alert: its changes are not held back.
+    assert_eq!(l.ferry.pending().len(), 1);
+    writeln!(input, "ROLLBACK;").unwrap();
+    drop(input);
+    assert!(open.wait().unwrap().success());
+    l.ferry.receiver(&["load"]).expect_code(0);
+    l.assert_all_same();
+}

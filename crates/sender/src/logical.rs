@@ -88,7 +88,11 @@ pub fn snapshot(psql: &Psql, start: Start) -> anyhow::Result<(Snapshot, Begun)> 
                 },
             ))
         }
-        Start::Existing(at) => Ok((Snapshot::open(psql)?, Begun { at, existing: true })),
+        Start::Existing(at) => {
+            let snapshot = Snapshot::open(psql)?;
+            held_after_snapshot();
+            Ok((snapshot, Begun { at, existing: true }))
+        }
     }
 }
 
