@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark pgferry against the pipeline it replaces, on one machine, with real servers
 # (scripts/testenv.sh: PostgreSQL 15 clusters, an sshd on a loopback port); it uses the
-# primary and the secondary.
+# primary, the secondary, and the logical cluster (a primary with wal_level = logical).
 #
 #   scripts/bench.sh [SCALE]     # as root; SCALE (default 1) = ~200 MB of data-only dump
 #                                # plus ~500 images of 20-80 KB per unit
@@ -19,8 +19,16 @@
 #     stages and merges rows instead of truncating, as on every day after the first), and
 #     (when the sender accepts [compression] codec = "zstd") a zstd complete into a fresh
 #     database;
-# verifies that every pgferry run left the secondary equal to the primary (tables and
-# image files), and prints one markdown table plus the target checks.
+#   - pgferry with [partial] source = "logical", on the same dataset made again on the
+#     logical cluster: an untimed sender complete (it makes the publication and the slot) +
+#     receiver load into a fresh database, then the same 10,000 updated rows plus 1,000
+#     deleted events, and a timed partial cycle: the logical partial's bundle size and round
+#     trip against the changed_at partial's (which cannot carry the deletes), and the WAL the
+#     slot kept on the logical cluster between bundles (sender status --json), before the
+#     partial read the change and after it moved the slot. The slot and the publication are
+#     dropped at the end, even when the run fails or BENCH_KEEP=1;
+# verifies that every pgferry run left the secondary equal to its source (tables and
+# image files), and prints one markdown table, the target checks and the logical figures.
 #
 # A reader probe runs during every `receiver load`: one psql session on the target database
 # that queries the largest replaced table every 0.05 s with \timing on. The longest "Time:"
@@ -32,7 +40,8 @@
 #   BENCH_OUT=FILE      where to write the output too (default ./bench-results-scale$SCALE.txt)
 #   BENCH_BIN_DIR=DIR   use DIR/sender and DIR/receiver instead of building (for testing a
 #                       build made elsewhere)
-#   BENCH_KEEP=1        leave the servers, configs, data and pgferry logs in place
+#   BENCH_KEEP=1        leave the servers, configs, data and pgferry logs in place (not the
+#                       logical run's slot: a slot no one reads keeps WAL until the disk fills)
 #
 # Peak RSS comes from GNU time (/usr/bin/time -v): the largest process of the tree it waits
 # for, so a pg_dump or psql child of pgferry counts when it is bigger than pgferry itself.
@@ -65,6 +74,7 @@ STEP="start"      # named in the failure message
 SAMPLER_PIDS=()   # background du loops still running
 PROBE_FEED_PID="" # the reader probe's feeding loop, while a load runs
 PROBE_PSQL_PID="" # the reader probe's psql session, while a load runs
+LOGICAL_CONFIG="" # the logical sender's config while its slot may exist (the EXIT trap drops it)
 
 : >"$OUT"
 # Everything from here on goes to the terminal and to $OUT.
@@ -84,6 +94,9 @@ cleanup() {
     set +e
     stop_samplers
     stop_probe now
+    # Before the servers go down or are kept: a kept slot would hold WAL on the logical
+    # cluster for as long as it runs.
+    [[ -n $LOGICAL_CONFIG ]] && drop_slot_anyway
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         echo "bench: kept $WORK (configs, logs, data); stop the servers with:" \
             "PGFERRY_TESTENV=$PGFERRY_TESTENV scripts/testenv.sh down" >&2
@@ -129,6 +142,15 @@ mib() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1048576 }'; }
 
 primary() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$PG_USER" "$@"; }
 secondary() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$SECONDARY_PORT" -U "$PG_USER" "$@"; }
+logical() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$LOGICAL_PORT" -U "$PG_USER" "$@"; }
+
+# cluster_name PSQLFN: how messages name the cluster a helper above talks to.
+cluster_name() {
+    case $1 in
+        logical) echo "the logical cluster" ;;
+        *) echo "the $1" ;;
+    esac
+}
 
 # A fresh, empty database on the secondary.
 fresh_db() {
@@ -140,20 +162,23 @@ drop_db() {
 
 # Before every timed run: wait for autovacuum to finish what the runs before started (it
 # analyzes every freshly loaded database, and on 2 cores it would steal from the next run),
-# flush dirty pages and let both clusters checkpoint, so no run pays for the one before.
+# flush dirty pages and let every cluster checkpoint, so no run pays for the one before. The
+# logical cluster idles (and its checkpoint costs nothing) until the logical run uses it.
 settle() {
-    local waited=0
+    local waited=0 fn
     while (( waited < 120 )); do
-        local busy
-        busy=$(( $(primary -d postgres -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") \
-               + $(secondary -d postgres -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") ))
+        local busy=0
+        for fn in primary secondary logical; do
+            busy=$(( busy + $("$fn" -d postgres -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") ))
+        done
         (( busy == 0 )) && break
         sleep 1
         waited=$((waited + 1))
     done
     sync
-    primary -d postgres -c CHECKPOINT
-    secondary -d postgres -c CHECKPOINT
+    for fn in primary secondary logical; do
+        "$fn" -d postgres -c CHECKPOINT
+    done
     sync
 }
 
@@ -399,18 +424,25 @@ dump_table_args() {
     done
 }
 
-generate_data() {
-    local s=$SCALE
-    primary -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+# create_dataset PSQLFN: the dataset's tables and rows in a new $DB on the cluster PSQLFN
+# talks to (the primary, and for the logical run the logical cluster).
+create_dataset() {
+    local fn=$1 s=$SCALE
+    "$fn" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
     # Row counts per unit of SCALE were chosen so that the data-only plain dump is ~200 MB:
     # reports (wide, ~1 KB a row) and events (narrow, many rows) ~95 MB each, the rest small.
     # Every "timeStamp" is at least a day old, so the partial cycle sends only what the
     # benchmark changes (plus the parents those rows reference).
-    primary -d "$DB" \
+    "$fn" -d "$DB" \
         -v nbus=$((2000 * s)) -v nassign=$((200000 * s)) -v nevent=$((1300000 * s)) \
         -v nstat=$((50000 * s)) -v nreport=$((100000 * s)) -f "$BENCH_FILES/dataset.sql"
     # Set hint bits and statistics now, so the first timed pg_dump does not pay for them.
-    primary -d "$DB" -c "VACUUM (FREEZE, ANALYZE)"
+    "$fn" -d "$DB" -c "VACUUM (FREEZE, ANALYZE)"
+}
+
+generate_data() {
+    local s=$SCALE
+    create_dataset primary
 
     # The images named by "imageName" (every 200th report), random bytes: incompressible.
     local g size bytes=0 n=0
@@ -463,15 +495,16 @@ files_digest() {
     )
 }
 
-# verify_equal LABEL TARGET_DB IMAGES_DIR|-: fails the benchmark when any table or the image
-# files differ between the primary and the secondary.
+# verify_equal LABEL TARGET_DB IMAGES_DIR|- [SOURCE]: fails the benchmark when any table or
+# the image files differ between the source ($DB on the cluster the helper SOURCE talks to:
+# primary, the default, or logical) and the secondary's TARGET_DB.
 verify_equal() {
-    local label=$1 target=$2 images=$3 t a b bad=0
+    local label=$1 target=$2 images=$3 src=${4:-primary} t a b bad=0
     for t in "${TABLES[@]}"; do
-        a=$(table_digest primary "$DB" "$t")
+        a=$(table_digest "$src" "$DB" "$t")
         b=$(table_digest secondary "$target" "$t" 2>&1) || b="missing ($b)"
         if [[ $a != "$b" ]]; then
-            echo "   DIFFERENT $t: primary $a, secondary $b" >&2
+            echo "   DIFFERENT $t: $src $a, secondary $b" >&2
             bad=1
         fi
     done
@@ -485,7 +518,7 @@ verify_equal() {
         fi
         files="${a%% *} image files equal"
     fi
-    ((bad == 0)) || die "verification failed: $label left the secondary different from the primary"
+    ((bad == 0)) || die "verification failed: $label left the secondary different from $(cluster_name "$src")"
     echo "   verified $label: ${#TABLES[@]} tables equal, $files"
 }
 
@@ -600,17 +633,23 @@ run_references() {
 
 TARGET_DB=bench_pgferry
 
+# The templates name $SOURCE_PORT (the cluster the sender reads) and $PARTIAL_SOURCE (the
+# [partial] lines saying where partials come from: here the changed_at columns, in the
+# logical run the slot). pgferry_cycle loads with $RECEIVER_CONFIG.
 write_configs() {
     local t
     # shellcheck disable=SC2034  # read by render: the templates name $SOURCE_TABLES
     SOURCE_TABLES=$(printf '"public.%s", ' "${TABLES[@]}" | sed 's/, $//')
-    PARTIAL_TABLES=""
+    # shellcheck disable=SC2034  # read by render
+    SOURCE_PORT=$PRIMARY_PORT
+    PARTIAL_SOURCE=""
     for t in "${TABLES[@]}"; do
-        PARTIAL_TABLES+=$(printf '\n[[partial.tables]]\ntable = "public.%s"\nchanged_at = "%s"\n' "$t" "$CHANGED_AT")
+        PARTIAL_SOURCE+=$(printf '\n[[partial.tables]]\ntable = "public.%s"\nchanged_at = "%s"\n' "$t" "$CHANGED_AT")
     done
+    RECEIVER_CONFIG="$WORK/receiver.toml"
     render "$BENCH_FILES/sender.toml" >"$WORK/sender.toml"
-    render "$BENCH_FILES/receiver.toml" >"$WORK/receiver.toml"
-    chmod 600 "$WORK/sender.toml" "$WORK/receiver.toml"
+    render "$BENCH_FILES/receiver.toml" >"$RECEIVER_CONFIG"
+    chmod 600 "$WORK/sender.toml" "$RECEIVER_CONFIG"
 }
 
 # render TEMPLATE: the template with its $VARIABLES filled in from this script.
@@ -673,7 +712,7 @@ pgferry_cycle() {
     echo 0 >"$WORK/disk.${key}_load_r.base"
     start_probe "$key"
     t2=$(now)
-    pgferry_run "$key.receiver" "$RECEIVER" "$WORK/receiver.toml" load
+    pgferry_run "$key.receiver" "$RECEIVER" "$RECEIVER_CONFIG" load
     local t3
     t3=$(now)
     stop_probe
@@ -702,15 +741,16 @@ pgferry_cycle() {
 }
 declare -A BUNDLE_BYTES=()
 
-# The change before the partial cycle and again before the replacing complete: 10,000 rows
-# spread over every table, each with a new changed_at and a changed value (a second run
-# picks the same rows: a new timeStamp everywhere, and trips, message grow again).
-# The strides grow with SCALE so the changed rows stay spread over the whole table.
+# update_rows [PSQLFN]: the change before the partial cycle and again before the replacing
+# complete (and, on the logical cluster, before the logical partial): 10,000 rows spread
+# over every table, each with a new changed_at and a changed value (a second run picks the
+# same rows: a new timeStamp everywhere, and trips, message grow again). The strides grow
+# with SCALE so the changed rows stay spread over the whole table.
 update_rows() {
-    local n
-    n=$(primary -d "$DB" -A -t -v s="$SCALE" -f "$BENCH_FILES/update.sql")
+    local fn=${1:-primary} n
+    n=$("$fn" -d "$DB" -A -t -v s="$SCALE" -f "$BENCH_FILES/update.sql")
     [[ $n == 10000 ]] || die "the UPDATE of update.sql changed $n rows, not 10000"
-    echo "   updated $n rows on the primary"
+    echo "   updated $n rows on $(cluster_name "$fn")"
 }
 
 run_pgferry() {
@@ -718,7 +758,7 @@ run_pgferry() {
     write_configs
     fresh_db "$TARGET_DB"
     pgferry_run check.sender "$SENDER" "$WORK/sender.toml" check
-    pgferry_run check.receiver "$RECEIVER" "$WORK/receiver.toml" check
+    pgferry_run check.receiver "$RECEIVER" "$RECEIVER_CONFIG" check
 
     step "pgferry: sender complete + receiver load"
     pgferry_cycle complete "pgferry complete" "$WORK/sender.toml" complete complete
@@ -755,6 +795,145 @@ run_pgferry() {
         pgferry_cycle zstd "pgferry complete (zstd)" "$WORK/sender-zstd.toml" complete complete
         verify_equal "pgferry complete (zstd)" "$TARGET_DB" "$TARGET_IMAGES"
     fi
+}
+
+# --- pgferry, partials from a logical replication slot ---------------------------------------------
+
+# The slot and the publication the logical run's first complete makes on the logical cluster.
+LOGICAL_SLOT=pgferry_bench
+
+# delete_rows PSQLFN: the logical run's deletes, 1,000 events spread over the table (see
+# delete.sql). A changed_at partial cannot carry a delete; the logical partial must.
+delete_rows() {
+    local fn=$1 n
+    n=$("$fn" -d "$DB" -A -t -v s="$SCALE" -f "$BENCH_FILES/delete.sql")
+    [[ $n == 1000 ]] || die "the DELETE of delete.sql removed $n rows, not 1000"
+    echo "   deleted $n events on $(cluster_name "$fn")"
+}
+
+# slot_retained: bytes of WAL the logical cluster keeps for the slot, as the sender reports
+# it (sender status --json: slot.retained_wal). Debian's python reads the JSON: testenv.sh
+# needs it anyway.
+slot_retained() {
+    local json bytes
+    json=$("$SENDER" -c "$LOGICAL_CONFIG" --no-alert status --json 2>"$WORK/log.status-logical") ||
+        { sed 's/^/   | /' "$WORK/log.status-logical" >&2; die "sender status --json failed"; }
+    bytes=$(/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["slot"]["retained_wal"])' <<<"$json")
+    [[ $bytes =~ ^[0-9]+$ ]] || die "sender status --json shows no retained WAL for the slot: $json"
+    echo "$bytes"
+}
+
+# Where the logical cluster writes WAL now.
+wal_lsn() { logical -d postgres -A -t -c "SELECT pg_current_wal_lsn()"; }
+
+# slot_leftovers: how many of the slot and the publication still exist.
+slot_leftovers() {
+    logical -d "$DB" -A -t -c "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$LOGICAL_SLOT')
+        + (SELECT count(*) FROM pg_publication WHERE pubname = '$LOGICAL_SLOT')"
+}
+
+# drop_slot: the end of the logical run, through the command an operator would use.
+drop_slot() {
+    pgferry_run logical-drop-slot.sender "$SENDER" "$LOGICAL_CONFIG" drop-slot
+    local left
+    left=$(slot_leftovers)
+    [[ $left == 0 ]] || die "sender drop-slot left $left of slot and publication $LOGICAL_SLOT"
+    LOGICAL_CONFIG=""
+    echo "   dropped slot and publication $LOGICAL_SLOT"
+}
+
+# drop_slot_anyway: the EXIT trap's version (errexit is off there). When the sender cannot
+# drop the slot (a backend still holds it), SQL ends that backend and drops slot and
+# publication itself.
+drop_slot_anyway() {
+    "$SENDER" -c "$LOGICAL_CONFIG" --no-alert drop-slot >"$WORK/log.cleanup-drop-slot" 2>&1 ||
+        logical -d "$DB" -A -t \
+            -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '$LOGICAL_SLOT' AND active_pid IS NOT NULL" \
+            -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$LOGICAL_SLOT'" \
+            -c "DROP PUBLICATION IF EXISTS $LOGICAL_SLOT" >/dev/null 2>&1
+    if [[ $(slot_leftovers 2>/dev/null) == 0 ]]; then
+        echo "bench: dropped slot and publication $LOGICAL_SLOT on the logical cluster" >&2
+    else
+        echo "bench: could not drop slot $LOGICAL_SLOT on the logical cluster (port $LOGICAL_PORT); see $WORK/log.cleanup-drop-slot" >&2
+    fi
+    LOGICAL_CONFIG=""
+}
+
+run_logical() {
+    # The logical side has its own source cluster, sender state, target database and image
+    # dir. render, pgferry_cycle, start_disk and start_probe read these names, so locals
+    # (bash scopes them dynamically) switch those helpers over for this step only; the inbox,
+    # the temp dirs and the receiver's state stay shared, cleared as pgferry_cycle clears them.
+    # shellcheck disable=SC2034  # read by render and the helpers pgferry_cycle calls
+    local SOURCE_PORT=$LOGICAL_PORT TARGET_DB=bench_logical \
+        SENDER_STATE="$WORK/sender-logical-state" TARGET_IMAGES="$WORK/logical-target-images" \
+        RECEIVER_CONFIG="$WORK/receiver-logical.toml"
+    # No [[partial.tables]]: in this mode they are a config error.
+    # shellcheck disable=SC2034  # read by render
+    local PARTIAL_SOURCE
+    PARTIAL_SOURCE=$(printf 'source = "logical"\nslot = "%s"\npublication = "%s"\n' "$LOGICAL_SLOT" "$LOGICAL_SLOT")
+    local config="$WORK/sender-logical.toml"
+
+    step "logical: the dataset again, on the logical cluster (wal_level = logical)"
+    local t0 t1
+    t0=$(now)
+    create_dataset logical
+    t1=$(now)
+    echo "   generated in $(fmt1 "$(calc "$t1 - $t0")") s"
+
+    step "logical: sender check, sender complete + receiver load (untimed: makes the slot)"
+    mkdir -p "$SENDER_STATE" "$TARGET_IMAGES"
+    render "$BENCH_FILES/sender.toml" >"$config"
+    render "$BENCH_FILES/receiver.toml" >"$RECEIVER_CONFIG"
+    chmod 600 "$config" "$RECEIVER_CONFIG"
+    fresh_db "$TARGET_DB"
+    # A build from before the logical mode (BENCH_BIN_DIR) rejects the config: n/a, as zstd.
+    local rc=0
+    "$SENDER" -c "$config" --no-alert check >"$WORK/log.logical-check.sender" 2>&1 || rc=$?
+    if ((rc == 2)); then
+        echo "   the sender does not accept [partial] source = \"logical\" (check exits 2): n/a"
+        sed 's/^/   | /' "$WORK/log.logical-check.sender"
+        LOGICAL=0
+        record_na "pgferry partial (logical): round trip"
+        drop_db "$TARGET_DB"
+        return 0
+    fi
+    if ((rc != 0)); then
+        sed 's/^/   | /' "$WORK/log.logical-check.sender" >&2
+        die "sender check with the logical config exited $rc"
+    fi
+    LOGICAL=1
+    pgferry_run logical-check.receiver "$RECEIVER" "$RECEIVER_CONFIG" check
+    # From the complete on, the slot may exist: the EXIT trap drops it should anything fail.
+    LOGICAL_CONFIG=$config
+    rm -rf "${PGFERRY_INBOX:?}/applied" "${PGFERRY_INBOX:?}/failed"
+    rm -rf "${SENDER_TMP:?}"/* "${RECEIVER_TMP:?}"/*
+    pgferry_run logical-complete.sender "$SENDER" "$config" complete
+    pgferry_run logical-complete.receiver "$RECEIVER" "$RECEIVER_CONFIG" load
+    verify_equal "pgferry complete (logical source)" "$TARGET_DB" "$TARGET_IMAGES" logical
+
+    # What the slot keeps now is what the next partial will read: every change since the
+    # complete, here the benchmark's own and the WAL of the checkpoints in between.
+    step "logical: 10,000 updated rows and 1,000 deleted events"
+    local lsn0 lsn1
+    lsn0=$(wal_lsn)
+    update_rows logical
+    delete_rows logical
+    lsn1=$(wal_lsn)
+    LOGICAL_CHANGE_WAL=$(logical -d postgres -A -t -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
+    RETAINED_BEFORE=$(slot_retained)
+    echo "   the change wrote $(mib "$LOGICAL_CHANGE_WAL") MiB of WAL; the slot keeps $(mib "$RETAINED_BEFORE") MiB"
+
+    step "logical: partial cycle (10,000 updated rows, 1,000 deleted events)"
+    pgferry_cycle logical "pgferry partial (logical)" "$config" partial partial
+    # Equal tables prove the deletes arrived: after a changed_at partial the deleted events
+    # would still be on the secondary.
+    verify_equal "pgferry partial (logical)" "$TARGET_DB" "$TARGET_IMAGES" logical
+    RETAINED_AFTER=$(slot_retained)
+    echo "   after the partial moved the slot it keeps $(mib "$RETAINED_AFTER") MiB"
+
+    step "logical: sender drop-slot"
+    drop_slot
 }
 
 # --- the report -------------------------------------------------------------------------------------
@@ -869,6 +1048,32 @@ print_checks() {
     echo "$CHECKS_MISSED target(s) missed"
 }
 
+kib() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1024 }'; }
+
+# The logical run against the changed_at partial of the same 10,000 updated rows: figures,
+# no targets. The changed_at bundle also holds the parents its rows reference; the logical
+# one holds the changes alone, the 1,000 deletes included.
+print_logical() {
+    say "logical partials ([partial] source = \"logical\"; figures, no targets)"
+    if [[ ${LOGICAL:-0} != 1 ]]; then
+        echo "n/a: the sender does not accept [partial] source = \"logical\""
+        return 0
+    fi
+    local lb=${BUNDLE_BYTES[logical]} pb=${BUNDLE_BYTES[partial]}
+    echo "- partial bundle: logical $(kib "$lb") KiB (10,000 updated rows, 1,000 deleted events)" \
+        "vs changed_at $(kib "$pb") KiB (the same 10,000 updates) = $(fmt2 "$(calc "$lb / $pb")") ×"
+    echo "- partial round trip: logical $(fmt2 "${SECS[logical]}") s (sender $(fmt2 "${SECS[logical_sender]}") s," \
+        "load $(fmt2 "${SECS[logical_receiver]}") s) vs changed_at $(fmt2 "${SECS[partial]}") s (sender" \
+        "$(fmt2 "${SECS[partial_sender]}") s, load $(fmt2 "${SECS[partial_receiver]}") s) = $(fmt2 "$(calc "${SECS[logical]} / ${SECS[partial]}")") ×"
+    # After the partial, PostgreSQL frees WAL only up to a snapshot record (written at each
+    # checkpoint, and every 15 s while WAL is written) that the slot's decoding went past: so
+    # anywhere from nothing to the whole change stays, depending on when those records fell.
+    echo "- WAL the slot retained between bundles: $(mib "$RETAINED_BEFORE") MiB before the partial" \
+        "(the change itself wrote $(mib "$LOGICAL_CHANGE_WAL") MiB); $(mib "$RETAINED_AFTER") MiB after it moved" \
+        "the slot (PostgreSQL frees only up to a snapshot record the slot passed; the rest goes at the next partial)"
+    echo "- reader probe during the logical partial load: longest wait ${READER_MAX[logical]} s in ${READER_N[logical]} queries"
+}
+
 # --- main ----------------------------------------------------------------------------------------
 
 main() {
@@ -889,10 +1094,12 @@ main() {
     run_classic
     run_references
     run_pgferry
+    run_logical
 
     STEP="report"
     print_table
     print_checks
+    print_logical
     echo
     echo "written to $OUT"
 }
