@@ -19,7 +19,7 @@ pub struct Mail {
 pub fn mails_to(to: &str) -> Vec<Mail> {
     let maildir = Env::get().var("SMTP_MAILDIR");
     let script = r#"
-import json, mailbox, os, sys
+import json, mailbox, os, re, sys
 box = sys.argv[1]
 out = []
 if os.path.isdir(os.path.join(box, "new")):
@@ -27,7 +27,13 @@ if os.path.isdir(os.path.join(box, "new")):
         if sys.argv[2] in (msg.get("To") or ""):
             body = msg.get_payload(decode=True).decode("utf-8", "replace")
             out.append({"subject": str(msg.get("Subject")), "body": body, "date": msg.get("Date"), "key": key})
-out.sort(key=lambda m: (m["date"] or "", m["key"]))
+# In the order the server received them: Maildir keys are "<sec>.M<usec>P<pid>Q<n>.<host>"
+# with the microseconds unpadded, so they sort as numbers, not as text (two mails in one
+# second would otherwise swap when their microseconds have different lengths).
+def received(m):
+    parts = re.match(r"(\d+)\.M(\d+)P(\d+)Q(\d+)", m["key"])
+    return tuple(int(p) for p in parts.groups()) if parts else (0, 0, 0, 0)
+out.sort(key=lambda m: (received(m), m["key"]))
 print(json.dumps(out))
 "#;
     let out = Command::new("/usr/bin/python3")
