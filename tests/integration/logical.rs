@@ -3,6 +3,8 @@
 //! the first complete hands over to the partials exactly, and the slot moves only after a
 //! bundle is published.
 
+use std::io::Write;
+
 use crate::ferry::*;
 use crate::hostile_link::Running;
 use crate::util::*;
@@ -48,6 +50,24 @@ impl Logical {
         for table in ["stops", "visits", "logs", "big"] {
             self.ferry.assert_same(table, "id");
         }
+    }
+
+    /// A session of the test's own with a transaction left open after it inserted row `id`
+    /// of `logs`; returns once the insert has run. COMMIT or ROLLBACK it through the input.
+    fn open_insert(&self, id: u32) -> (std::process::Child, std::process::ChildStdin) {
+        let (open, mut input) = self.ferry.source.kept_session(&unique("pgferry_test_open"));
+        writeln!(input, "BEGIN;\nINSERT INTO logs VALUES ({id}, 'open');").unwrap();
+        input.flush().unwrap();
+        wait_for(
+            || {
+                self.ferry.source.sql(&format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
+                     AND query LIKE 'INSERT INTO logs VALUES ({id},%'"
+                )) == "1"
+            },
+            "the open transaction to have written its row",
+        );
+        (open, input)
     }
 
     /// The slot's confirmed position, as text.
@@ -274,19 +294,7 @@ fn a_transaction_open_across_two_partials_arrives_when_it_commits() {
     let l = Logical::new();
     l.ferry.ship();
     // A session of the test's own, its transaction open while a partial is made.
-    let (mut open, mut input) = l.ferry.source.kept_session(&unique("pgferry_test_open"));
-    use std::io::Write;
-    writeln!(input, "BEGIN;\nINSERT INTO logs VALUES (500, 'long');").unwrap();
-    input.flush().unwrap();
-    wait_for(
-        || {
-            l.ferry.source.sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
-                 AND query LIKE 'INSERT INTO logs VALUES (500%'",
-            ) == "1"
-        },
-        "the long transaction to have written its row",
-    );
+    let (mut open, mut input) = l.open_insert(500);
     l.ferry
         .source
         .sql("UPDATE stops SET note = 'meanwhile' WHERE id = 9");
@@ -511,19 +519,7 @@ fn a_slot_that_keeps_too_much_wal_fails_the_partial_after_it_is_published() {
     l.ferry.receiver(&["load"]).expect_code(0);
     // A transaction left open holds the slot's restart point where it began, however far
     // the WAL goes on.
-    let (mut open, mut input) = l.ferry.source.kept_session(&unique("pgferry_test_open"));
-    use std::io::Write;
-    writeln!(input, "BEGIN;\nINSERT INTO logs VALUES (600, 'open');").unwrap();
-    input.flush().unwrap();
-    wait_for(
-        || {
-            l.ferry.source.sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
-                 AND query LIKE 'INSERT INTO logs VALUES (600%'",
-            ) == "1"
-        },
-        "the open transaction to have written its row",
-    );
+    let (mut open, mut input) = l.open_insert(600);
     l.ferry
         .source
         .sql("UPDATE big SET payload = repeat(payload, 20); UPDATE big SET payload = md5(payload)");

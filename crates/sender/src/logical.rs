@@ -125,20 +125,22 @@ pub fn after_complete(settings: &SenderSettings, psql: &Psql, begun: Begun) -> a
 pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Result<BundleName> {
     let psql = Psql::new(settings.source.connection());
     let partial = &settings.partial;
-    let state = slot::state(&psql, &partial.slot)?;
-    let Some(state) = state.filter(|s| !s.is_lost()) else {
-        let why = if slot::state(&psql, &partial.slot)?.is_some() {
-            "was invalidated by PostgreSQL (wal_status lost): the changes it held are gone"
-        } else {
-            "does not exist"
-        };
-        return Err(cause::tag(
-            anyhow::anyhow!(
-                "replication slot {} {why}; hint: run `sender complete`: a complete bundle makes the slot and the partials start where it ends",
-                partial.slot
-            ),
-            Cause::Database,
-        ));
+    let state = match slot::state(&psql, &partial.slot)? {
+        Some(state) if !state.is_lost() => state,
+        gone => {
+            let why = if gone.is_some() {
+                "was invalidated by PostgreSQL (wal_status lost): the changes it held are gone"
+            } else {
+                "does not exist"
+            };
+            return Err(cause::tag(
+                anyhow::anyhow!(
+                    "replication slot {} {why}; hint: run `sender complete`: a complete bundle makes the slot and the partials start where it ends",
+                    partial.slot
+                ),
+                Cause::Database,
+            ));
+        }
     };
     let start = state.confirmed()?.unwrap_or_default();
     // The bundle holds the transactions that commit before this point, read before the
@@ -233,15 +235,7 @@ fn describe(
             Cause::Config,
         ));
     }
-    Ok(TableManifest {
-        table: table.clone(),
-        rows: 0,
-        columns: info.columns,
-        key: info.key,
-        parent: false,
-        schema_pre: None,
-        schema_post: None,
-    })
+    Ok(TableManifest::described(table.clone(), info))
 }
 
 /// Fails the job (so it alerts) when the slot keeps more WAL than `max_retained_wal`: the

@@ -88,12 +88,7 @@ pub fn describe(snapshot: &mut Snapshot, selected: &Selected) -> anyhow::Result<
         );
     }
     Ok(TableManifest {
-        table: selected.table.clone(),
-        rows: 0,
-        columns: info.columns,
-        key: info.key,
         parent: selected.parent,
-        schema_pre: None,
-        schema_post: None,
+        ..TableManifest::described(selected.table.clone(), info)
     })
 }

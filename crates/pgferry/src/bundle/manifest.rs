@@ -91,6 +91,22 @@ pub struct TableManifest {
     pub schema_post: Option<String>,
 }
 
+impl TableManifest {
+    /// A table as the catalog describes it, before its rows are counted or its schema
+    /// entries written.
+    pub fn described(table: QualifiedName, info: crate::pg::catalog::TableInfo) -> TableManifest {
+        TableManifest {
+            table,
+            rows: 0,
+            columns: info.columns,
+            key: info.key,
+            parent: false,
+            schema_pre: None,
+            schema_post: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSetManifest {

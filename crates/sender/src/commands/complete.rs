@@ -108,16 +108,10 @@ pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Resul
 }
 
 fn describe(snapshot: &mut Snapshot, table: &QualifiedName) -> anyhow::Result<TableManifest> {
-    let info = snapshot.table_info(table)?;
-    Ok(TableManifest {
-        table: table.clone(),
-        rows: 0,
-        columns: info.columns,
-        key: info.key,
-        parent: false,
-        schema_pre: None,
-        schema_post: None,
-    })
+    Ok(TableManifest::described(
+        table.clone(),
+        snapshot.table_info(table)?,
+    ))
 }
 
 /// Streams schema, data and files into the bundle.
