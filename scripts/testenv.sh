@@ -5,7 +5,11 @@
 #     a primary with wal_level = logical for the logical decoding tests;
 #   - an OpenSSH sshd on a loopback port with its own host key and config (never port 22,
 #     never /etc/ssh), a client key pair and a known_hosts file;
-#   - an SMTP server (Debian's python3-aiosmtpd) that stores every message it receives.
+#   - an SMTP server (Debian's python3-aiosmtpd) that stores every message it receives;
+#   - an S3-compatible server (moto in server mode, from pip: a python3 on PATH that has pip,
+#     else a venv in /var/lib/pgferry-test/venv) with two IAM users, a writer (s3:*) and a
+#     read-only reader, and authentication enforced (scripts/testenv_s3.py sets it up and
+#     proves it at every `up`).
 #
 #   scripts/testenv.sh up       # install missing packages (as root), start everything
 #   scripts/testenv.sh status   # which servers are alive
@@ -17,6 +21,9 @@ set -euo pipefail
 
 ENV_DIR="${PGFERRY_TESTENV:-/tmp/pgferry-testenv}"
 OS_USER=pgferry-test
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+S3_VENV=/var/lib/$OS_USER/venv
+S3_REGION=us-east-1
 PACKAGES=(postgresql-15 postgresql-client-15 openssh-server openssh-client python3-aiosmtpd libssl-dev pkg-config faketime bsdutils)
 
 log() { echo "testenv: $*" >&2; }
@@ -45,6 +52,45 @@ ensure_user() {
     fi
     # "*" rather than "!": sshd (UsePAM no) refuses accounts whose password is locked.
     usermod -p '*' "$OS_USER"
+}
+
+# The python moto runs with, in S3_PYTHON: the first python3 on PATH other than Debian's
+# (which has no pip and is "externally managed") when it has pip, else a venv of Debian's.
+# moto[server] (which brings boto3) is pip-installed into it when missing or older than
+# 5.2.6: older ones check a signature against the URL with `/` decoded in the query, so a
+# correct SigV4 signer fails on every list with a prefix.
+MOTO_OK='import moto.server, boto3, moto; v = tuple(int(p) for p in moto.__version__.split(".")[:3]); assert v >= (5, 2, 6), v'
+
+ensure_s3_python() {
+    local py="" candidate
+    while read -r candidate; do
+        [[ -n $candidate && $candidate != /usr/bin/python3 && $candidate != /bin/python3 ]] || continue
+        if "$candidate" -m pip --version >/dev/null 2>&1; then
+            py=$candidate
+            break
+        fi
+    done < <(type -ap python3)
+    if [[ -z $py ]]; then
+        if ! dpkg -s python3-venv >/dev/null 2>&1; then
+            log "installing python3-venv"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        fi
+        if ! "$S3_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+            log "creating $S3_VENV"
+            rm -rf "$S3_VENV"
+            /usr/bin/python3 -m venv "$S3_VENV" || die "cannot create the venv $S3_VENV"
+        fi
+        py=$S3_VENV/bin/python
+    fi
+    # The interpreter itself, not a pyenv shim whose choice depends on the working directory.
+    S3_PYTHON=$("$py" -c 'import sys; print(sys.executable)')
+    if ! "$S3_PYTHON" -c "$MOTO_OK" >/dev/null 2>&1; then
+        log "installing moto[server]>=5.2.6 for $S3_PYTHON"
+        "$S3_PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]>=5.2.6' ||
+            die "pip cannot install moto[server] for $S3_PYTHON"
+        "$S3_PYTHON" -c "$MOTO_OK" || die "moto[server]>=5.2.6 is installed but does not import"
+    fi
 }
 
 pg_bindir() {
@@ -162,6 +208,19 @@ start_smtp() {
     wait_port "$port" "the SMTP server"
 }
 
+start_s3() {
+    local port=$1
+    local dir="$ENV_DIR/s3"
+    mkdir -p "$dir"
+    setsid "$S3_PYTHON" -m moto.server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 </dev/null &
+    echo $! >"$dir/moto.pid"
+    wait_port "$port" "the S3 server (moto)"
+    # The IAM users and their keys, then authentication enforced and proven: the keys are
+    # KEY=VALUE lines for the env file.
+    "$S3_PYTHON" "$SCRIPT_DIR/testenv_s3.py" "http://127.0.0.1:$port" >"$dir/keys" ||
+        die "the S3 server is not usable: see above and $dir/moto.log"
+}
+
 write_env() {
     cat >"$ENV_DIR/env" <<EOF
 ENV_DIR=$ENV_DIR
@@ -192,13 +251,19 @@ SMTP_HOST=127.0.0.1
 SMTP_PORT=$SMTP_PORT
 SMTP_MAILDIR=$ENV_DIR/smtp/maildir
 SMTP_PID_FILE=$ENV_DIR/smtp/smtp.pid
+S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+S3_PORT=$S3_PORT
+S3_REGION=$S3_REGION
+S3_PID_FILE=$ENV_DIR/s3/moto.pid
+S3_PYTHON=$S3_PYTHON
 EOF
+    cat "$ENV_DIR/s3/keys" >>"$ENV_DIR/env"
 }
 
 # --- stopping by PID -----------------------------------------------------------------------
 
 pid_files() {
-    echo "$ENV_DIR/pg-primary.pid" "$ENV_DIR/pg-secondary.pid" "$ENV_DIR/pg-logical.pid" "$ENV_DIR/sshd/sshd.pid" "$ENV_DIR/smtp/smtp.pid"
+    echo "$ENV_DIR/pg-primary.pid" "$ENV_DIR/pg-secondary.pid" "$ENV_DIR/pg-logical.pid" "$ENV_DIR/sshd/sshd.pid" "$ENV_DIR/smtp/smtp.pid" "$ENV_DIR/s3/moto.pid"
 }
 
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -233,6 +298,7 @@ down() {
     stop_cluster logical
     stop_pid "$ENV_DIR/sshd/sshd.pid"
     stop_pid "$ENV_DIR/smtp/smtp.pid"
+    stop_pid "$ENV_DIR/s3/moto.pid"
     if [[ "${PGFERRY_KEEP_TESTENV:-0}" != 1 ]]; then
         rm -rf "$ENV_DIR"
     fi
@@ -259,6 +325,7 @@ up() {
     fi
     install_packages
     ensure_user
+    ensure_s3_python
     down
     BINDIR=$(pg_bindir)
     mkdir -p "$ENV_DIR"
@@ -270,8 +337,10 @@ up() {
     LOGICAL_PORT=$(free_port)
     SSH_PORT=$(free_port)
     SMTP_PORT=$(free_port)
+    S3_PORT=$(free_port)
     while [[ $SECONDARY_PORT == "$PRIMARY_PORT" ]]; do SECONDARY_PORT=$(free_port); done
     while [[ $LOGICAL_PORT == "$PRIMARY_PORT" || $LOGICAL_PORT == "$SECONDARY_PORT" ]]; do LOGICAL_PORT=$(free_port); done
+    while [[ " $PRIMARY_PORT $SECONDARY_PORT $LOGICAL_PORT $SSH_PORT $SMTP_PORT " == *" $S3_PORT "* ]]; do S3_PORT=$(free_port); done
     start_cluster primary "$PRIMARY_PORT" "$BINDIR"
     start_cluster secondary "$SECONDARY_PORT" "$BINDIR"
     # A slot reads only WAL that is flushed: with asynchronous commit a change just made
@@ -281,8 +350,9 @@ up() {
         "max_wal_senders = 20" "synchronous_commit = on"
     start_sshd "$SSH_PORT"
     start_smtp "$SMTP_PORT"
+    start_s3 "$S3_PORT"
     write_env
-    log "up: primary :$PRIMARY_PORT, secondary :$SECONDARY_PORT, logical :$LOGICAL_PORT, sshd :$SSH_PORT, smtp :$SMTP_PORT ($ENV_DIR/env)"
+    log "up: primary :$PRIMARY_PORT, secondary :$SECONDARY_PORT, logical :$LOGICAL_PORT, sshd :$SSH_PORT, smtp :$SMTP_PORT, s3 :$S3_PORT ($ENV_DIR/env)"
 }
 
 case "${1:-}" in

@@ -34,4 +34,6 @@ mod progress;
 mod recovery;
 mod remote;
 mod replace;
+mod s3;
 mod schemas;
+mod store;

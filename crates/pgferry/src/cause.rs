@@ -19,6 +19,10 @@ pub enum Cause {
     SshAuth,
     /// The network path to the receiver, its sshd or the SFTP session.
     Link,
+    /// The object store: unreachable, not answering, or failing on its side.
+    Store,
+    /// The object store refused the credentials or what they may do, or has no such bucket.
+    StoreAccess,
     /// The source or target database: down, unreachable, or a query that failed.
     Database,
     /// A bundle that failed verification.
@@ -51,6 +55,8 @@ impl Cause {
             Cause::HostKey => "the receiver's SSH host key changed or is not in remote.known_hosts. Confirm the new key with the receiver's admin before adding it; never trust it blindly.",
             Cause::SshAuth => "the SSH key: remote.private_key must be readable by pgferry and its public key listed in the receiver account's authorized_keys.",
             Cause::Link => "the network path to the receiver and its sshd: is the host up, the port right, a firewall in the way? Run `sender check-remote`.",
+            Cause::Store => "the object store: is the endpoint right and the store up and answering? The error above has the store's own code and message. Run `check` on this side.",
+            Cause::StoreAccess => "the S3 credentials and bucket: which source `check` reports (AWS_ACCESS_KEY_ID or the shared credentials file with AWS_PROFILE), the bucket's name and region, and that the key may list and read there (and, for the sender, write and delete). Run `check` on this side.",
             Cause::Database => "the database: is it up and reachable with the configured libpq settings, and are the credentials in ~/.pgpass? Run `check` on this side.",
             Cause::BundleDamaged => "the bundle was damaged or tampered with on the way; it was moved to failed/ in the inbox. The next complete bundle repairs the target: run `sender complete` on the primary.",
             Cause::BundleRefused => "the target refused the bundle named above, which now blocks the receiver's queue (see `receiver status`). The next complete bundle supersedes it: run `sender complete` on the primary, with [complete] on_schema_change = \"recreate\" on the receiver for a schema change. Or fix the target: the next load retries the bundle.",

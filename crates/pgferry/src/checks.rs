@@ -196,6 +196,40 @@ pub fn database(report: &mut Report, psql: &Psql) -> Option<u32> {
     }
 }
 
+/// An S3-compatible store: where the credentials came from, that they may list the
+/// bundles, and with `write` that they may publish and delete (a probe object under the
+/// prefix). Each failure names the store's own error code.
+pub fn s3_store(report: &mut Report, settings: &crate::settings::store::S3Settings, write: bool) {
+    use crate::store::{S3Store, Store};
+    let store = match S3Store::open(settings) {
+        Ok(store) => store,
+        Err(err) => {
+            report.fail("s3 credentials", format!("{err:#}").replace('\n', "; "));
+            return;
+        }
+    };
+    report.ok(
+        "s3 credentials",
+        format!("from {}", store.credentials_source),
+    );
+    match store.list() {
+        Ok(listed) => report.ok(
+            "s3 list",
+            format!("{} bundles under {}", listed.len(), store.label()),
+        ),
+        Err(err) => {
+            report.fail("s3 list", format!("{err:#}").replace('\n', "; "));
+            return;
+        }
+    }
+    if write {
+        match store.probe() {
+            Ok(key) => report.ok("s3 write", format!("wrote, read back and deleted {key}")),
+            Err(err) => report.fail("s3 write", format!("{err:#}").replace('\n', "; ")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

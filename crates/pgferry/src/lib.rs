@@ -33,4 +33,5 @@ pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod sftp;
+pub mod store;
 pub mod watermark;

@@ -18,7 +18,7 @@ use ssh2::{CheckResult, HashType, KnownHostFileKind, MethodType, Session};
 
 use crate::bundle::{BundleName, Kind};
 use crate::cause::{self, Cause, CauseExt};
-use crate::settings::sender::Remote;
+use crate::settings::sender::SftpRemote as Remote;
 
 /// The host key is unknown or has changed: nothing may be sent.
 #[derive(Debug, thiserror::Error)]
@@ -297,7 +297,7 @@ fn check_host_key(session: &Session, remote: &Remote) -> anyhow::Result<()> {
 }
 
 impl Connection {
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         format!("{}/{}", self.dir.trim_end_matches('/'), name)
     }
 
@@ -431,6 +431,11 @@ impl Connection {
     /// fed it, is what broke.
     pub fn link_broken(&self) -> bool {
         self.link.broken.load(Ordering::SeqCst)
+    }
+
+    /// The flag an upload's failed write sets, to read after the upload is gone.
+    pub fn broken_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.link.broken)
     }
 }
 

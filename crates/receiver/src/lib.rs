@@ -1,7 +1,7 @@
 //! The receiver's jobs. `main.rs` only dispatches to `commands`; each step of a job lives
 //! in a module named after it.
 //!
-//! A load: [`inbox`] (pending bundles) → [`supersede`] (start at the newest complete) →
+//! A load: [`fetch`] (with an S3 inbox, the new bundles from the store) → [`inbox`] (pending bundles) → [`supersede`] (start at the newest complete) →
 //! for each bundle: verify → [`load::ledger`] lookup → [`load::plan`] (what to create,
 //! reuse, replace; [`load::refused::Refused`] when the target cannot take it, then
 //! [`blocked`]) → [`load::apply`] (one `psql` transaction: [`load::ddl`],
@@ -11,6 +11,7 @@
 
 pub mod blocked;
 pub mod commands;
+pub mod fetch;
 pub mod hook;
 pub mod inbox;
 pub mod install;

@@ -22,5 +22,4 @@ pub mod selection;
 pub mod slot;
 pub mod snapshot;
 pub mod tables;
-pub mod upload;
 pub mod window;

@@ -1,19 +1,17 @@
-//! The part of every bundle job after the database work: stream the bundle into a
-//! temporary file in the inbox, publish it with a rename, and only then move the
-//! high-water mark (guarantees 1 and 4).
+//! The part of every bundle job after the database work: stream the bundle into the store
+//! under a name nobody takes, publish it, and only then move the high-water mark
+//! (guarantees 1 and 4); then drop what the store no longer needs to keep.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pgferry::bundle::manifest::Source;
 use pgferry::bundle::writer::BundleWriter;
 use pgferry::bundle::{BundleName, Manifest, FORMAT_VERSION};
-use pgferry::cause::{self, Cause};
+use pgferry::cause;
 use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::settings::SenderSettings;
-use pgferry::sftp::Upload;
+use pgferry::store::{self, retention, Upload};
 use pgferry::watermark::{self, HeldBack, Watermark};
-
-use crate::upload;
 
 /// A manifest with the bundle's identity filled in; tables, files and entries follow.
 pub fn new_manifest(
@@ -49,14 +47,15 @@ pub struct Mark {
     pub held_back: Option<HeldBack>,
 }
 
-/// Streams the bundle that `pack` writes into the inbox and publishes it; then records
-/// `mark` (unless `None`). A failed upload leaves no published bundle and no moved mark.
+/// Streams the bundle that `pack` writes into the store and publishes it; then records
+/// `mark` (unless `None`) and applies the store's retention. A failed upload leaves no
+/// published bundle and no moved mark.
 pub fn publish(
     settings: &SenderSettings,
     name: &BundleName,
     manifest: &mut Manifest,
     mark: Option<Mark>,
-    pack: impl FnOnce(&mut BundleWriter<Upload>, &mut Manifest) -> anyhow::Result<()>,
+    pack: impl FnOnce(&mut BundleWriter<Box<dyn Upload>>, &mut Manifest) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
     if name.codec != settings.compression.codec {
         anyhow::bail!(
@@ -65,10 +64,10 @@ pub fn publish(
             settings.compression
         );
     }
-    let inbox = upload::open_inbox(&settings.remote, name.kind)?;
-    let upload = inbox.create_temp(name)?;
-    let temp = upload.temp.clone();
-    tracing::info!(bundle = %name, host = %inbox.label, compression = %settings.compression, "uploading {} bundle", name.kind);
+    let store = store::open_for(&settings.remote, name.kind)?;
+    let upload = store.put(name)?;
+    let link = upload.link_watch();
+    tracing::info!(bundle = %name, store = %store.label(), compression = %settings.compression, "uploading {} bundle", name.kind);
     let written = BundleWriter::new(upload, manifest.created_at, settings.compression)
         .context("start the compressor")
         .and_then(|mut writer| pack(&mut writer, manifest).map(|()| writer))
@@ -79,22 +78,18 @@ pub fn publish(
     let (upload, written) = match written {
         Ok(done) => done,
         Err(err) => {
-            // A failed write to the upload marks the link broken: the link is the cause,
-            // whatever fed it.
-            let err = if inbox.link_broken() {
-                cause::tag(err, Cause::Link)
+            // The writer, and the upload in it, went with the error: its write marked the
+            // link broken, or the cause lies in what fed it.
+            let err = if link.broken() {
+                cause::tag(err, link.cause)
             } else {
                 err
             };
-            inbox.discard(&temp);
-            return Err(err.context(format!(
-                "make bundle {name} in {}:{}",
-                inbox.label, settings.remote.dir
-            )));
+            return Err(err.context(format!("make bundle {name} in {}", store.label())));
         }
     };
     fail::fail_point!("sender-before-rename", |_| pgferry::process::kill_self());
-    let published = inbox.publish(upload)?;
+    let published = upload.publish()?;
     fail::fail_point!("sender-after-rename", |_| pgferry::process::kill_self());
     if let Some(mark) = mark {
         watermark::record(
@@ -115,5 +110,11 @@ pub fn publish(
             rows: manifest.total_rows(),
         },
     )?;
+    if let Some(keep) = settings.remote.keep_completes() {
+        // After the publish and the mark: a failure here alerts, and the bundle stands.
+        retention::apply(store.as_ref(), keep).with_context(|| {
+            format!("{name} is published, but deleting the bundles older than the {keep} newest complete bundles (keep_completes) failed")
+        })?;
+    }
     Ok(published)
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod names;
 pub mod receiver;
 pub mod sender;
+pub mod store;
 pub mod values;
 
 use std::collections::HashSet;
@@ -195,7 +196,7 @@ impl SenderSettings {
                 }
             }
         }
-        if self.remote.dir.trim().is_empty() {
+        if matches!(&self.remote, sender::Remote::Sftp(sftp) if sftp.dir.trim().is_empty()) {
             return Err(invalid(
                 path,
                 text,

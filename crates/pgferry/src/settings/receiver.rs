@@ -7,7 +7,8 @@ use serde::Deserialize;
 use super::alerts::AlertSettings;
 use super::connection::{libpq_section, PortValue};
 use super::sender::StateSettings;
-use super::values::{Duration, Schedule, Size};
+pub use super::store::Inbox;
+use super::values::{Duration, Schedule};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,21 +35,6 @@ pub struct ReceiverSettings {
 libpq_section! {
     /// `[target]`: the secondary database.
     Target {}
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Inbox {
-    pub dir: PathBuf,
-    /// `check` warns, and `load` refuses, below this much free space (default 1GiB).
-    #[serde(default)]
-    pub min_free: Option<Size>,
-}
-
-impl Inbox {
-    pub fn min_free(&self) -> u64 {
-        self.min_free.map(|s| s.0).unwrap_or(1 << 30)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

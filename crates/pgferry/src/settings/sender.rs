@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::alerts::AlertSettings;
 use super::connection::{libpq_section, PortValue};
 use super::names::{ColumnRef, TablePattern};
+pub use super::store::{Remote, S3Remote, SftpRemote};
 use super::values::{Duration, Schedule, Size};
 use crate::bundle::Compression;
 
@@ -101,28 +102,6 @@ pub struct SenderFileSet {
 
 fn include_everything() -> Vec<String> {
     vec!["*".to_string()]
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Remote {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub private_key: PathBuf,
-    pub known_hosts: PathBuf,
-    pub dir: String,
-    /// Limit for every network step (connect, handshake, each SFTP call); default 60s.
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-}
-
-impl Remote {
-    pub fn timeout(&self) -> std::time::Duration {
-        self.timeout
-            .map(Duration::as_std)
-            .unwrap_or(std::time::Duration::from_secs(60))
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,10 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     checks::running_user(&mut report);
     checks::pg_tool(&mut report, "psql");
     checks::database(&mut report, &Psql::new(settings.target.connection()));
+    if let Some(store) = &settings.inbox.store {
+        // Read access is all a receiver needs, and all it is asked for.
+        checks::s3_store(&mut report, store, false);
+    }
     let min_free = settings.inbox.min_free();
     if checks::dir_writable(&mut report, "inbox", &settings.inbox.dir) {
         checks::free_space_item(

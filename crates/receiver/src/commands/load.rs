@@ -21,7 +21,7 @@ use pgferry::settings::{ReceiverSettings, Size};
 
 use crate::load::refused::Refused;
 use crate::load::{apply, ledger, plan};
-use crate::{blocked, hook, inbox, install, prune, supersede};
+use crate::{blocked, fetch, hook, inbox, install, prune, supersede};
 
 pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
     let settings = ReceiverSettings::read(config)?;
@@ -57,6 +57,7 @@ pub fn load(
     progress: &Progress,
 ) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
     remove_install_leftovers(settings)?;
+    fetch::fetch(settings)?;
     let pending = inbox::pending(&settings.inbox.dir)?;
     if pending.is_empty() {
         tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");

@@ -8,6 +8,7 @@ use pgferry::pg::ident::quote_ident;
 use pgferry::pg::{catalog, Psql};
 use pgferry::report::Report;
 use pgferry::settings::names::QualifiedName;
+use pgferry::settings::sender::Remote;
 use pgferry::settings::{ChangeSource, SenderSettings, Size};
 
 use crate::horizon::Horizon;
@@ -32,8 +33,13 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     for set in &settings.files {
         checks::dir_readable(&mut report, &format!("files {}", set.name), &set.dir);
     }
-    checks::file_readable(&mut report, "private key", &settings.remote.private_key);
-    checks::file_readable(&mut report, "known_hosts", &settings.remote.known_hosts);
+    match &settings.remote {
+        Remote::Sftp(sftp) => {
+            checks::file_readable(&mut report, "private key", &sftp.private_key);
+            checks::file_readable(&mut report, "known_hosts", &sftp.known_hosts);
+        }
+        Remote::S3(s3) => checks::s3_store(&mut report, &s3.store, true),
+    }
     checks::dir_writable(&mut report, "state dir", &settings.state.dir);
     println!("{}", report.summary());
     Ok(if report.failed() {

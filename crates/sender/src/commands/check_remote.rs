@@ -1,5 +1,5 @@
 //! `sender check-remote`: proves, one timed step at a time, that bundles can reach the
-//! receiver's inbox, and names the first step that does not work.
+//! receiver's inbox or the object store, and names the first step that does not work.
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,9 +9,11 @@ use pgferry::cause::{self, Cause};
 use pgferry::exit::Exit;
 use pgferry::job::Options;
 use pgferry::report::{Report, Status};
-use pgferry::settings::sender::Remote;
+use pgferry::settings::sender::{Remote, SftpRemote};
+use pgferry::settings::store::S3Settings;
 use pgferry::settings::{SenderSettings, Size};
 use pgferry::sftp::{self, Connection};
+use pgferry::store::{S3Store, Store};
 
 /// Under this much free space in the inbox the check warns: a bundle of a real database is
 /// easily this big, so the operator hears of it before uploads start failing on a full disk.
@@ -34,6 +36,36 @@ pub fn check_remote(settings: &SenderSettings) -> anyhow::Result<()> {
 }
 
 fn steps(report: &mut Report, remote: &Remote) -> anyhow::Result<()> {
+    match remote {
+        Remote::Sftp(sftp) => sftp_steps(report, sftp),
+        Remote::S3(s3) => s3_steps(report, &s3.store),
+    }
+}
+
+/// Credentials, a list of the prefix, and a probe object written, read back and deleted.
+fn s3_steps(report: &mut Report, settings: &S3Settings) -> anyhow::Result<()> {
+    let store = step(
+        report,
+        "credentials",
+        || S3Store::open(settings),
+        |store| format!("from {}", store.credentials_source),
+    )?;
+    step(
+        report,
+        "list",
+        || store.list(),
+        |listed| format!("{} bundles under {}", listed.len(), store.label()),
+    )?;
+    step(
+        report,
+        "probe object",
+        || store.probe(),
+        |key| format!("wrote, read back and deleted {key}"),
+    )?;
+    Ok(())
+}
+
+fn sftp_steps(report: &mut Report, remote: &SftpRemote) -> anyhow::Result<()> {
     let address = format!("{}:{}", remote.host, remote.port);
     let tcp = step(
         report,

@@ -1,8 +1,9 @@
-//! `sender status [--json]`: each job's last success and failure, and the partial
-//! high-water mark.
+//! `sender status [--json]`: each job's last success and failure, the partial
+//! high-water mark, and what the store holds.
 
 use std::path::Path;
 
+use pgferry::bundle::Kind;
 use pgferry::exit::Exit;
 use pgferry::history::{self, JobHistory};
 use pgferry::settings::SenderSettings;
@@ -19,6 +20,62 @@ pub struct Status {
     /// With `[partial] source = "logical"`: the slot, as the primary shows it now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slot: Option<SlotStatus>,
+    /// What the store holds now (the receiver's inbox or the bucket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoreStatus {
+    pub store: String,
+    pub completes: usize,
+    pub partials: usize,
+    pub bytes: u64,
+    pub newest: Option<String>,
+    /// Why the store could not be listed; the counts are then zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Lists the store; a store that cannot be listed is reported, not an error of status.
+fn store_status(settings: &SenderSettings) -> StoreStatus {
+    let mut status = StoreStatus {
+        store: settings.remote.describe(),
+        completes: 0,
+        partials: 0,
+        bytes: 0,
+        newest: None,
+        error: None,
+    };
+    match pgferry::store::open(&settings.remote).and_then(|store| store.list()) {
+        Ok(listed) => {
+            for stored in &listed {
+                match stored.name.kind {
+                    Kind::Complete => status.completes += 1,
+                    Kind::Partial => status.partials += 1,
+                }
+                status.bytes += stored.bytes;
+            }
+            status.newest = listed.last().map(|s| s.name.file_name());
+        }
+        Err(err) => status.error = Some(format!("{err:#}").replace('\n', "; ")),
+    }
+    status
+}
+
+fn store_line(store: &StoreStatus) -> String {
+    match &store.error {
+        Some(error) => format!("{:<14} {}: cannot list it: {error}", "store", store.store),
+        None => format!(
+            "{:<14} {}: {} complete and {} partial bundles, {}; newest {}",
+            "store",
+            store.store,
+            store.completes,
+            store.partials,
+            pgferry::settings::Size(store.bytes),
+            store.newest.as_deref().unwrap_or("none")
+        ),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -37,6 +94,7 @@ pub fn gather(settings: &SenderSettings) -> anyhow::Result<Status> {
         jobs: history::all(&settings.state.dir, &JOBS)?,
         high_water_mark: watermark::read(&settings.state.dir)?,
         slot: None,
+        store: None,
     })
 }
 
@@ -63,6 +121,7 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
     if settings.partial.source == pgferry::settings::ChangeSource::Logical {
         status.slot = Some(slot_status(&settings)?);
     }
+    status.store = Some(store_status(&settings));
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(Exit::Done);
@@ -83,6 +142,9 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
             }
         }
         None => println!("{:<14} none (no bundle published yet)", "high-water"),
+    }
+    if let Some(store) = &status.store {
+        println!("{}", store_line(store));
     }
     if let Some(slot) = &status.slot {
         match (slot.exists, slot.retained_wal) {

@@ -1,0 +1,235 @@
+//! With `[inbox] kind = "s3"`: the poll of the store. It takes the bundles this receiver has
+//! not taken yet into its work directory (`inbox.dir`), where the load finds them as if
+//! they had been uploaded there. A receiver cannot move objects, so what it took is kept in
+//! its state directory (`taken.json`), which plays the part of moving a bundle out of an
+//! SFTP inbox: a bundle is taken once, whatever becomes of it (applied, superseded, or
+//! refused and recorded in `failed/`).
+//!
+//! Like the SFTP inbox's supersede rule, a receiver that finds a complete bundle among the
+//! new ones starts there: the older new ones are taken without being fetched. So a receiver
+//! that joins, or fell behind past what the store keeps, starts from the newest complete.
+
+use std::collections::BTreeSet;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use pgferry::bundle::{BundleName, Kind};
+use pgferry::cause::{self, Cause};
+use pgferry::checks::free_space;
+use pgferry::settings::{ReceiverSettings, Size};
+use pgferry::store::{S3Store, Store, Stored};
+use serde::{Deserialize, Serialize};
+
+/// What one poll did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub fetched: Vec<BundleName>,
+    /// New bundles older than a new complete one: taken, not fetched.
+    pub passed_over: Vec<BundleName>,
+}
+
+/// The bundles a receiver took from one store; names the store no longer holds are
+/// forgotten, so the list stays as long as the store's.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Taken {
+    store: String,
+    bundles: BTreeSet<String>,
+}
+
+fn taken_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("taken.json")
+}
+
+impl Taken {
+    /// The list for `store`; one of another store (a changed config) does not count.
+    fn read(state_dir: &Path, store: &str) -> anyhow::Result<Taken> {
+        let path = taken_path(state_dir);
+        let taken: Taken = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("read {}", path.display()))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Taken::default(),
+            Err(err) => return Err(err).with_context(|| format!("read {}", path.display())),
+        };
+        if taken.store == store {
+            return Ok(taken);
+        }
+        Ok(Taken {
+            store: store.to_string(),
+            bundles: BTreeSet::new(),
+        })
+    }
+
+    fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
+        pgferry::atomic_file::write(&taken_path(state_dir), &serde_json::to_vec_pretty(self)?)
+    }
+}
+
+/// The bundles of `listed` not taken yet; when a complete is among them, from the newest
+/// complete on, with the older ones passed over.
+fn select<'a>(listed: &'a [Stored], taken: &Taken) -> (Vec<&'a Stored>, Vec<&'a Stored>) {
+    let new: Vec<&Stored> = listed
+        .iter()
+        .filter(|s| !taken.bundles.contains(&s.name.file_name()))
+        .collect();
+    let start = new
+        .iter()
+        .rposition(|s| s.name.kind == Kind::Complete)
+        .unwrap_or(0);
+    let (passed_over, fetch) = new.split_at(start);
+    (fetch.to_vec(), passed_over.to_vec())
+}
+
+/// Polls the store when the inbox is one; a plain inbox directory is filled by the sender.
+pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
+    let Some(store_settings) = &settings.inbox.store else {
+        return Ok(Fetched::default());
+    };
+    let store = S3Store::open(store_settings)?;
+    remove_leftovers(&settings.inbox.dir)?;
+    let listed = store.list()?;
+    let state_dir = &settings.state.dir;
+    let mut taken = Taken::read(state_dir, &store.label())?;
+    let names: BTreeSet<String> = listed.iter().map(|s| s.name.file_name()).collect();
+    taken.bundles.retain(|name| names.contains(name));
+    let (to_fetch, passed_over) = select(&listed, &taken);
+    let mut done = Fetched::default();
+    for stored in passed_over {
+        tracing::info!(bundle = %stored.name, store = %store.label(), "not fetched: a newer complete bundle is in the store");
+        taken.bundles.insert(stored.name.file_name());
+        done.passed_over.push(stored.name.clone());
+    }
+    taken.write(state_dir)?;
+    for stored in to_fetch {
+        download(&store, stored, settings)?;
+        // Recorded only once the bundle is in the work directory; a crash in between
+        // fetches it again, and the ledger keeps the load exactly once.
+        taken.bundles.insert(stored.name.file_name());
+        taken.write(state_dir)?;
+        done.fetched.push(stored.name.clone());
+    }
+    Ok(done)
+}
+
+/// Removes what an interrupted fetch left in the work directory: only this job writes there.
+fn remove_leftovers(dir: &Path) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if [Kind::Complete, Kind::Partial]
+            .into_iter()
+            .any(|kind| BundleName::is_temp_of_kind(name, kind))
+        {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("remove {}", entry.path().display()))?;
+            tracing::info!(leftover = %name, "removed the leftover of an interrupted fetch");
+        }
+    }
+    Ok(())
+}
+
+/// Streams one bundle into the work directory under a temporary name the load ignores,
+/// checks its size, and renames it into place. One already there is kept.
+fn download(store: &S3Store, stored: &Stored, settings: &ReceiverSettings) -> anyhow::Result<()> {
+    let dir = &settings.inbox.dir;
+    let name = &stored.name;
+    let path = dir.join(name.file_name());
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let free =
+        free_space(dir).with_context(|| format!("measure free space in {}", dir.display()))?;
+    let reserve = settings.inbox.min_free();
+    if free < stored.bytes.saturating_add(reserve) {
+        return Err(cause::tag(
+            anyhow::anyhow!(
+                "not enough disk space to fetch bundle {name} ({}) into {}: {} is free and {} must stay free (inbox.min_free); nothing was fetched\nhint: make room there or shorten [retention]",
+                Size(stored.bytes),
+                dir.display(),
+                Size(free),
+                Size(reserve)
+            ),
+            Cause::Disk,
+        ));
+    }
+    let temp = dir.join(name.temp_name());
+    let result = stream_into(store, name, &temp, stored.bytes);
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err);
+    }
+    std::fs::rename(&temp, &path)
+        .with_context(|| format!("move {} to {}", temp.display(), path.display()))?;
+    tracing::info!(bundle = %name, store = %store.label(), bytes = stored.bytes, "fetched");
+    Ok(())
+}
+
+fn stream_into(
+    store: &S3Store,
+    name: &BundleName,
+    temp: &Path,
+    expected: u64,
+) -> anyhow::Result<()> {
+    let mut reader = store.get(name)?;
+    let file = std::fs::File::create(temp).with_context(|| format!("create {}", temp.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let copied = std::io::copy(&mut reader, &mut out)
+        .with_context(|| format!("fetch {name} into {}", temp.display()))
+        .map_err(|err| cause::tag(err, Cause::Store))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("write {}", temp.display()))?;
+    file.sync_all()
+        .with_context(|| format!("write {}", temp.display()))?;
+    if copied != expected {
+        return Err(cause::tag(
+            anyhow::anyhow!(
+                "fetch {name} from {}: got {copied} bytes, the store lists {expected}",
+                store.label()
+            ),
+            Cause::Store,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::*;
+
+    fn at(minutes: i64, kind: Kind) -> Stored {
+        let base: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        Stored {
+            name: BundleName::new(base + Duration::minutes(minutes), kind),
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn a_new_receiver_starts_at_the_newest_complete_and_later_takes_only_what_is_new() {
+        use Kind::{Complete as C, Partial as P};
+        let listed = vec![at(0, C), at(1, P), at(2, C), at(3, P), at(4, P)];
+        let mut taken = Taken::default();
+        let (fetch, passed) = select(&listed, &taken);
+        assert_eq!(fetch, vec![&listed[2], &listed[3], &listed[4]]);
+        assert_eq!(passed, vec![&listed[0], &listed[1]]);
+        taken.bundles = listed.iter().map(|s| s.name.file_name()).collect();
+        let more = [listed.clone(), vec![at(5, P), at(6, P)]].concat();
+        let (fetch, passed) = select(&more, &taken);
+        assert_eq!(fetch, vec![&more[5], &more[6]]);
+        assert!(passed.is_empty());
+        // Without a complete among the new ones, nothing is passed over.
+        let (fetch, passed) = select(&listed[3..], &Taken::default());
+        assert_eq!((fetch.len(), passed.len()), (2, 0));
+    }
+}
