@@ -162,17 +162,32 @@ fn same(ferry: &S3Ferry, target: &Db) {
 #[test]
 fn complete_and_partial_bundles_reach_two_read_only_receivers_once_each() {
     let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, crate::ferry::REPORTS_PARTIAL, "");
-    ferry.sender(&["complete"]).expect_code(0);
-    ferry.receiver(&["load"]).expect_code(0);
-    ferry.second_receiver(&["load"]).expect_code(0);
+    let mut runs = vec![
+        ferry.sender(&["-v", "complete"]),
+        ferry.receiver(&["-v", "load"]),
+        ferry.second_receiver(&["load"]),
+    ];
     same(&ferry, &ferry.ferry.target);
     same(&ferry, &ferry.second.target);
 
     ferry.ferry.source.sql(CHANGE);
-    ferry.sender(&["partial"]).expect_code(0);
+    runs.push(ferry.sender(&["partial"]));
     assert_eq!(ferry.stored().len(), 2, "{:?}", ferry.stored());
-    for run in [ferry.receiver(&["load"]), ferry.second_receiver(&["load"])] {
+    runs.push(ferry.receiver(&["load"]));
+    runs.push(ferry.second_receiver(&["load"]));
+    runs.push(ferry.sender(&["status", "--json"]));
+    runs.push(ferry.sender(&["check"]));
+    let env = Env::get();
+    for run in &runs {
         run.expect_code(0);
+        for secret in [env.var("S3_WRITER_SECRET"), env.var("S3_READER_SECRET")] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "a secret key in the output:\n{}\n{}",
+                run.stdout,
+                run.stderr
+            );
+        }
     }
     same(&ferry, &ferry.ferry.target);
     same(&ferry, &ferry.second.target);

@@ -176,3 +176,38 @@ fn the_logical_source_has_defaults_and_refuses_what_it_cannot_use() {
         "{err}"
     );
 }
+
+#[test]
+fn the_commented_s3_examples_parse() {
+    let (text, path) = example("sender.toml");
+    // The SFTP [remote] replaced by the commented S3 one.
+    let start = text.find("[remote]").unwrap();
+    let end = text.find("# Or, instead of the SFTP keys").unwrap();
+    let s3: String = text[end..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let sender_text = format!("{}{s3}{}", &text[..start], &text[end..]);
+    let sender = SenderSettings::parse(&sender_text, &path).unwrap();
+    assert_eq!(sender.remote.keep_completes(), Some(2));
+    assert_eq!(sender.remote.describe(), "s3://pgferry/transapp/");
+    let (text, path) = example("receiver.toml");
+    let from = text.find("# Or fetch from an S3-compatible store").unwrap();
+    let s3: String = text[from..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let receiver_text = text.replacen(
+        &text[from..from + text[from..].find("\n").unwrap() + 1],
+        &s3,
+        1,
+    );
+    let receiver = ReceiverSettings::parse(&receiver_text, &path).unwrap();
+    let store = receiver.inbox.store.unwrap();
+    assert!(store.path_style);
+    assert_eq!(store.bucket, "pgferry");
+}

@@ -230,3 +230,80 @@ fn with_headers<B>(
     }
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use rusty_s3::S3Action;
+
+    use super::*;
+
+    fn settings(endpoint: &str, path_style: bool) -> S3Settings {
+        S3Settings {
+            endpoint: endpoint.to_string(),
+            region: "eu-west-3".to_string(),
+            bucket: "ferry".to_string(),
+            prefix: "transapp/".to_string(),
+            path_style,
+            timeout: None,
+        }
+    }
+
+    fn client(endpoint: &str, path_style: bool) -> anyhow::Result<Client> {
+        Client::new(
+            &settings(endpoint, path_style),
+            Credentials::new("AK", "secret", None, None, "test"),
+        )
+    }
+
+    #[test]
+    fn both_url_styles_address_the_bucket_and_a_host_needs_a_name_for_the_virtual_one() {
+        let object = |c: &Client| {
+            c.bucket
+                .get_object(None, "transapp/b.tar.gz")
+                .sign(PLAIN)
+                .to_string()
+        };
+        let virtual_host = client("https://s3.example.org", false).unwrap();
+        assert_eq!(
+            object(&virtual_host),
+            "https://ferry.s3.example.org/transapp/b.tar.gz"
+        );
+        let path = client("http://127.0.0.1:9000", true).unwrap();
+        assert_eq!(
+            object(&path),
+            "http://127.0.0.1:9000/ferry/transapp/b.tar.gz"
+        );
+        let err = client("http://127.0.0.1:9000", false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("path_style = true"), "{err}");
+    }
+
+    #[test]
+    fn a_request_is_signed_in_its_headers_for_the_region_and_never_carries_the_secret() {
+        let c = client("https://s3.example.org", false).unwrap();
+        let headers = c
+            .signature(
+                Verb::Get,
+                "https://ferry.s3.example.org/transapp/b.tar.gz",
+                &[],
+            )
+            .unwrap();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let authorization = get("authorization");
+        assert!(
+            authorization.starts_with("AWS4-HMAC-SHA256 Credential=AK/")
+                && authorization.contains("/eu-west-3/s3/aws4_request"),
+            "{authorization}"
+        );
+        assert_eq!(get("x-amz-content-sha256"), "UNSIGNED-PAYLOAD");
+        assert!(headers.iter().all(|(_, v)| !v.contains("secret")));
+    }
+}
