@@ -579,3 +579,77 @@ fn a_throttling_store_is_retried_with_backoff_and_its_code_is_named() {
         run.stderr
     );
 }
+
+/// Runs the sender with arguments and extra environment variables.
+type SenderRun<'a> = &'a dyn Fn(&[&str], &[(&str, &str)]) -> Run;
+
+/// One side of a round trip, whichever store joins the two.
+struct Sides<'a> {
+    sender: SenderRun<'a>,
+    receiver: &'a dyn Fn(&[&str]) -> Run,
+    /// Published bundle names, oldest first.
+    published: &'a dyn Fn() -> Vec<String>,
+    /// Unfinished uploads (SFTP: `.part` files; S3: multipart uploads).
+    unfinished: &'a dyn Fn() -> usize,
+    source: &'a Db,
+    target: &'a Db,
+}
+
+/// The same end-to-end run through either store: a killed complete leaves nothing a
+/// receiver takes, the next complete clears it and loads once, a partial follows, and a
+/// load with nothing new changes nothing.
+fn round_trip(sides: &Sides) {
+    let killed = (sides.sender)(&["complete"], &[("FAILPOINTS", "sender-after-dump=return")]);
+    assert_ne!(killed.code, 0, "the fail point did not kill the sender");
+    assert!((sides.published)().is_empty());
+    assert_eq!((sides.unfinished)(), 1);
+    (sides.receiver)(&["load"]).expect_code(0);
+
+    (sides.sender)(&["complete"], &[]).expect_code(0);
+    assert_eq!((sides.unfinished)(), 0);
+    (sides.receiver)(&["load"]).expect_code(0);
+    sides.source.sql(CHANGE);
+    (sides.sender)(&["partial"], &[]).expect_code(0);
+    (sides.receiver)(&["load"]).expect_code(0);
+    (sides.receiver)(&["load"]).expect_code(0);
+    assert_eq!(
+        crate::ferry::Ferry::rows(sides.source, TABLE, "id"),
+        crate::ferry::Ferry::rows(sides.target, TABLE, "id")
+    );
+    let ledger = sides
+        .target
+        .sql("SELECT string_agg(kind || ' ' || status, ',' ORDER BY bundle) FROM pgferry.ledger");
+    assert_eq!(ledger, "complete applied,partial applied");
+}
+
+#[test]
+fn a_round_trip_through_the_sftp_inbox() {
+    let ferry =
+        crate::ferry::Ferry::with(REPORTS, REPORTS_TABLES, crate::ferry::REPORTS_PARTIAL, "");
+    let env_run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["-c", ferry.sender_config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_with("sender", &all, env)
+    };
+    round_trip(&Sides {
+        sender: &env_run,
+        receiver: &|args| ferry.receiver(args),
+        published: &|| crate::hostile_link::published(&ferry),
+        unfinished: &|| crate::hostile_link::leftovers(&ferry).len(),
+        source: &ferry.source,
+        target: &ferry.target,
+    });
+}
+
+#[test]
+fn a_round_trip_through_an_s3_bucket() {
+    let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, crate::ferry::REPORTS_PARTIAL, "");
+    round_trip(&Sides {
+        sender: &|args, env| ferry.sender_as_with(Who::Writer, args, env),
+        receiver: &|args| ferry.receiver(args),
+        published: &|| ferry.stored(),
+        unfinished: &|| ferry.bucket.unfinished_uploads().len(),
+        source: &ferry.ferry.source,
+        target: &ferry.ferry.target,
+    });
+}
