@@ -3,6 +3,10 @@
 //! SFTP inbox and on a bucket.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -419,99 +423,71 @@ fn wrong_credentials_a_read_only_key_and_a_missing_bucket_are_named() {
     );
 }
 
-/// A store that accepts connections and never answers.
-struct Silent {
+/// A store of the test's own on a loopback port: `answer` takes each connection and
+/// returns it to keep it open (unanswered) until the store is dropped.
+struct FakeStore {
     port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Silent {
-    fn start() -> Silent {
+impl FakeStore {
+    fn start(mut answer: impl FnMut(TcpStream) -> Option<TcpStream> + Send + 'static) -> FakeStore {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
-            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok((stream, _)) = listener.accept() {
-                    held.push(stream);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        Silent {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-/// A store that answers every request with `503 SlowDown`, and counts them.
-struct Throttling {
-    port: u16,
-    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Throttling {
-    fn start() -> Throttling {
-        use std::sync::atomic::Ordering::SeqCst;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (count, flag) = (requests.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
             while !flag.load(SeqCst) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        held.extend(answer(stream));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
-                count.fetch_add(1, SeqCst);
-                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>T1</RequestId></Error>";
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
             }
         });
-        Throttling {
+        FakeStore {
             port,
-            requests,
             stop,
             thread: Some(thread),
         }
     }
+
+    /// Accepts connections and never answers.
+    fn silent() -> FakeStore {
+        FakeStore::start(Some)
+    }
+
+    /// Answers every request with `503 SlowDown`, counting them in `requests`.
+    fn throttling(requests: Arc<AtomicUsize>) -> FakeStore {
+        FakeStore::start(move |mut stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            requests.fetch_add(1, SeqCst);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>T1</RequestId></Error>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            None
+        })
+    }
 }
 
-impl Drop for Throttling {
+impl Drop for FakeStore {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.store(true, SeqCst);
         if let Some(thread) = self.thread.take() {
             thread.join().unwrap();
         }
@@ -536,7 +512,7 @@ fn pointed_at(ferry: &S3Ferry, port: u16, timeout: &str) -> std::path::PathBuf {
 #[test]
 fn a_store_that_stops_answering_fails_the_job_at_its_timeout() {
     let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, "", "");
-    let silent = Silent::start();
+    let silent = FakeStore::silent();
     let config = pointed_at(&ferry, silent.port, "2s");
     let env = Who::Writer.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -560,7 +536,8 @@ fn a_store_that_stops_answering_fails_the_job_at_its_timeout() {
 #[test]
 fn a_throttling_store_is_retried_with_backoff_and_its_code_is_named() {
     let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, "", "");
-    let store = Throttling::start();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let store = FakeStore::throttling(requests.clone());
     let config = pointed_at(&ferry, store.port, "5s");
     let run = run_as(Who::Writer, &config, "sender", &["check-remote"]);
     run.expect_code(1);
@@ -571,7 +548,7 @@ fn a_throttling_store_is_retried_with_backoff_and_its_code_is_named() {
         run.stdout
     );
     // One list, sent four times: the first try and three retries.
-    assert_eq!(store.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(requests.load(SeqCst), 4);
     assert_eq!(
         run.stderr.matches("retrying in").count(),
         3,

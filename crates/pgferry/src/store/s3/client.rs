@@ -206,6 +206,12 @@ impl Client {
             .collect())
     }
 
+    /// A GET whose answer is text (the store's XML lists).
+    pub fn get_text(&self, operation: &str, url: &Url) -> Result<String, S3Error> {
+        let response = self.send(operation, Verb::Get, url, &[], &[])?;
+        self.text(operation, response)
+    }
+
     /// A success response's body as text (the store's XML answers).
     pub fn text(&self, operation: &str, mut response: Response<Body>) -> Result<String, S3Error> {
         response

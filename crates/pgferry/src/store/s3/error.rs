@@ -131,6 +131,11 @@ pub fn answered(operation: &str, store: &str, status: u16, body: &str) -> S3Erro
     }
 }
 
+/// A success answer whose body does not parse as what the request asks for.
+pub fn unreadable(operation: &str, store: &str, err: impl std::fmt::Display) -> S3Error {
+    answered(operation, store, 200, &format!("unreadable answer: {err}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,16 +73,9 @@ pub fn in_progress(client: &Client, prefix: &str) -> Result<Vec<InProgress>, S3E
                 .append_pair("key-marker", key)
                 .append_pair("upload-id-marker", id);
         }
-        let response = client.send(operation, Verb::Get, &url, &[], &[])?;
-        let text = client.text(operation, response)?;
-        let page: Page = quick_xml::de::from_str(&text).map_err(|err| {
-            error::answered(
-                operation,
-                &client.label,
-                200,
-                &format!("unreadable list: {err}"),
-            )
-        })?;
+        let text = client.get_text(operation, &url)?;
+        let page: Page = quick_xml::de::from_str(&text)
+            .map_err(|err| error::unreadable(operation, &client.label, err))?;
         all.extend(page.uploads);
         if !page.is_truncated || page.next_key_marker.is_empty() {
             return Ok(all);

@@ -68,16 +68,9 @@ impl S3Store {
                 action.with_continuation_token(token.as_str());
             }
             let url = action.sign(PLAIN);
-            let response = client.send(operation, Verb::Get, &url, &[], &[])?;
-            let text = client.text(operation, response)?;
-            let page = rusty_s3::actions::ListObjectsV2::parse_response(&text).map_err(|err| {
-                error::answered(
-                    operation,
-                    &client.label,
-                    200,
-                    &format!("unreadable list: {err}"),
-                )
-            })?;
+            let text = client.get_text(operation, &url)?;
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
+                .map_err(|err| error::unreadable(operation, &client.label, err))?;
             keys.extend(
                 page.contents
                     .into_iter()
@@ -130,8 +123,7 @@ impl S3Store {
         let client = &self.client;
         let operation = format!("read {key}");
         let url = client.bucket.get_object(None, key).sign(PLAIN);
-        let response = client.send(&operation, Verb::Get, &url, &[], &[])?;
-        Ok(client.text(&operation, response)?)
+        Ok(client.get_text(&operation, &url)?)
     }
 }
 
