@@ -235,6 +235,43 @@ fn a_receiver_that_joins_late_starts_from_the_newest_complete() {
     assert_eq!(fetched, vec![stored[2].clone(), stored[3].clone()]);
 }
 
+/// Flips a byte in the middle of a stored bundle, as a writer to the store could.
+fn damage(ferry: &S3Ferry, bundle: &str) {
+    let key = format!("{}{bundle}", ferry.prefix);
+    let mut bytes = ferry.bucket.get(&key);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    ferry.bucket.put(&key, &bytes);
+}
+
+#[test]
+fn a_damaged_newest_complete_in_the_store_passes_over_nothing() {
+    let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, crate::ferry::REPORTS_PARTIAL, "");
+    ferry.sender(&["complete"]).expect_code(0);
+    ferry.ferry.source.sql(CHANGE);
+    ferry.sender(&["partial"]).expect_code(0);
+    ferry.sender(&["complete"]).expect_code(0);
+    let stored = ferry.stored();
+    damage(&ferry, &stored[2]);
+
+    // A receiver joining now refuses the newest complete and starts at the one before.
+    let run = ferry.second_receiver(&["load"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains(&stored[2]), "{}", run.stderr);
+    let failed = ferry.second.failed();
+    assert_eq!(failed[0], stored[2], "{failed:?}");
+    let ledger = ferry.second.ledger();
+    let loaded: Vec<&str> = ledger
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(loaded, vec![stored[0].as_str(), stored[1].as_str()]);
+    same(&ferry, &ferry.second.target);
+    // The refused complete is never fetched again.
+    ferry.second_receiver(&["load"]).expect_code(0);
+    assert_eq!(ferry.second.ledger().len(), 2);
+}
+
 #[test]
 fn the_store_keeps_the_newest_completes_and_every_bundle_after_them() {
     let ferry = S3Ferry::new(
@@ -321,11 +358,7 @@ fn a_damaged_bundle_in_the_store_is_refused_once_and_skipped_for_good() {
     ferry.sender(&["partial"]).expect_code(0);
     // Someone with write access damages the partial in the store.
     let partial = ferry.stored()[1].clone();
-    let key = format!("{}{partial}", ferry.prefix);
-    let mut bytes = ferry.bucket.get(&key);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xFF;
-    ferry.bucket.put(&key, &bytes);
+    damage(&ferry, &partial);
 
     let refused = ferry.receiver(&["load"]);
     refused.expect_code(1);

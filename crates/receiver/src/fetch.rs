@@ -21,12 +21,16 @@ use pgferry::settings::{ReceiverSettings, Size};
 use pgferry::store::{S3Store, Store, Stored};
 use serde::{Deserialize, Serialize};
 
+use crate::inbox;
+
 /// What one poll did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fetched {
     pub fetched: Vec<BundleName>,
     /// New bundles older than a new complete one: taken, not fetched.
     pub passed_over: Vec<BundleName>,
+    /// Complete bundles that failed verification (moved to `failed/`), and why.
+    pub rejected: Vec<String>,
 }
 
 /// The bundles a receiver took from one store; names the store no longer holds are
@@ -65,50 +69,65 @@ impl Taken {
     }
 }
 
-/// The bundles of `listed` not taken yet; when a complete is among them, from the newest
-/// complete on, with the older ones passed over.
-fn select<'a>(listed: &'a [Stored], taken: &Taken) -> (Vec<&'a Stored>, Vec<&'a Stored>) {
-    let new: Vec<&Stored> = listed
-        .iter()
-        .filter(|s| !taken.bundles.contains(&s.name.file_name()))
-        .collect();
-    let start = new
-        .iter()
-        .rposition(|s| s.name.kind == Kind::Complete)
-        .unwrap_or(0);
-    let (passed_over, fetch) = new.split_at(start);
-    (fetch.to_vec(), passed_over.to_vec())
-}
-
 /// Polls the store when the inbox is one; a plain inbox directory is filled by the sender.
+///
+/// Like the supersede rule of an inbox, the newest new complete bundle that verifies is
+/// where the receiver starts: the new bundles older than it are passed over. A damaged
+/// complete passes over nothing: it is refused (moved to `failed/` with its reason) and the
+/// next older one is tried.
 pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
     let Some(store_settings) = &settings.inbox.store else {
         return Ok(Fetched::default());
     };
     let store = S3Store::open(store_settings)?;
-    remove_leftovers(&settings.inbox.dir)?;
+    let dir = &settings.inbox.dir;
+    remove_leftovers(dir)?;
     let listed = store.list()?;
     let state_dir = &settings.state.dir;
     let mut taken = Taken::read(state_dir, &store.label())?;
     let names: BTreeSet<String> = listed.iter().map(|s| s.name.file_name()).collect();
     taken.bundles.retain(|name| names.contains(name));
-    let (to_fetch, passed_over) = select(&listed, &taken);
-    let mut done = Fetched::default();
-    for stored in passed_over {
-        tracing::info!(bundle = %stored.name, store = %store.label(), "not fetched: a newer complete bundle is in the store");
-        taken.bundles.insert(stored.name.file_name());
-        done.passed_over.push(stored.name.clone());
-    }
     taken.write(state_dir)?;
-    for stored in to_fetch {
-        download(&store, stored, settings)?;
-        // Recorded only once the bundle is in the work directory; a crash in between
-        // fetches it again, and the ledger keeps the load exactly once.
-        taken.bundles.insert(stored.name.file_name());
-        taken.write(state_dir)?;
+    let mut new: Vec<&Stored> = listed
+        .iter()
+        .filter(|s| !taken.bundles.contains(&s.name.file_name()))
+        .collect();
+    let mut done = Fetched::default();
+    while let Some(index) = new.iter().rposition(|s| s.name.kind == Kind::Complete) {
+        let complete = new.remove(index);
+        take(&store, complete, settings, &mut taken)?;
+        done.fetched.push(complete.name.clone());
+        match inbox::verify_or_reject(dir, &complete.name)? {
+            Ok(_) => {
+                for older in new.drain(..index) {
+                    tracing::info!(bundle = %older.name, store = %store.label(), "not fetched: a newer complete bundle is in the store");
+                    taken.bundles.insert(older.name.file_name());
+                    done.passed_over.push(older.name.clone());
+                }
+                taken.write(state_dir)?;
+                break;
+            }
+            Err(reason) => done.rejected.push(reason),
+        }
+    }
+    for stored in new {
+        take(&store, stored, settings, &mut taken)?;
         done.fetched.push(stored.name.clone());
     }
     Ok(done)
+}
+
+/// Fetches one bundle into the work directory, then records it as taken. A crash in
+/// between fetches it again, and the ledger keeps the load exactly once.
+fn take(
+    store: &S3Store,
+    stored: &Stored,
+    settings: &ReceiverSettings,
+    taken: &mut Taken,
+) -> anyhow::Result<()> {
+    download(store, stored, settings)?;
+    taken.bundles.insert(stored.name.file_name());
+    taken.write(&settings.state.dir)
 }
 
 /// Removes what an interrupted fetch left in the work directory: only this job writes there.
@@ -199,37 +218,4 @@ fn stream_into(
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::{DateTime, Duration, Utc};
-
-    use super::*;
-
-    fn at(minutes: i64, kind: Kind) -> Stored {
-        let base: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
-        Stored {
-            name: BundleName::new(base + Duration::minutes(minutes), kind),
-            bytes: 1,
-        }
-    }
-
-    #[test]
-    fn a_new_receiver_starts_at_the_newest_complete_and_later_takes_only_what_is_new() {
-        use Kind::{Complete as C, Partial as P};
-        let listed = vec![at(0, C), at(1, P), at(2, C), at(3, P), at(4, P)];
-        let mut taken = Taken::default();
-        let (fetch, passed) = select(&listed, &taken);
-        assert_eq!(fetch, vec![&listed[2], &listed[3], &listed[4]]);
-        assert_eq!(passed, vec![&listed[0], &listed[1]]);
-        taken.bundles = listed.iter().map(|s| s.name.file_name()).collect();
-        let more = [listed.clone(), vec![at(5, P), at(6, P)]].concat();
-        let (fetch, passed) = select(&more, &taken);
-        assert_eq!(fetch, vec![&more[5], &more[6]]);
-        assert!(passed.is_empty());
-        // Without a complete among the new ones, nothing is passed over.
-        let (fetch, passed) = select(&listed[3..], &Taken::default());
-        assert_eq!((fetch.len(), passed.len()), (2, 0));
-    }
 }

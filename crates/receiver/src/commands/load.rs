@@ -57,12 +57,13 @@ pub fn load(
     progress: &Progress,
 ) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
     remove_install_leftovers(settings)?;
-    fetch::fetch(settings)?;
+    let fetched = fetch::fetch(settings)?;
     let pending = inbox::pending(&settings.inbox.dir)?;
     if pending.is_empty() {
         tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
     }
-    let queue = supersede::start_at_newest_complete(settings, pending)?;
+    let mut queue = supersede::start_at_newest_complete(settings, pending)?;
+    queue.rejected.splice(0..0, fetched.rejected);
     let result = load_queue(settings, queue, once, progress);
     unblock_when_gone(settings)?;
     result
