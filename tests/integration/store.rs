@@ -208,6 +208,18 @@ fn complete_and_partial_bundles_reach_two_read_only_receivers_once_each() {
     status.expect_code(0);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["pending"], serde_json::json!([]));
+    assert_eq!(status["store"]["bundles"], 2, "{status}");
+    assert_eq!(status["store"]["not_taken"], 0, "{status}");
+    ferry.sender(&["partial"]).expect_code(0);
+    let text = ferry.receiver(&["status"]);
+    assert!(
+        text.stdout.contains(&format!(
+            "store          s3://{}/transapp/: 3 bundles, 1 not fetched yet",
+            ferry.bucket.name
+        )),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]

@@ -117,6 +117,43 @@ pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
     Ok(done)
 }
 
+/// What the store holds for this receiver, for `receiver status`.
+#[derive(Debug, Serialize)]
+pub struct Survey {
+    pub store: String,
+    pub bundles: usize,
+    /// Bundles in the store this receiver has not taken yet.
+    pub not_taken: usize,
+    /// Why the store could not be listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Lists the store (an inbox directory has none); a store that cannot be listed is
+/// reported, not an error of status.
+pub fn survey(settings: &ReceiverSettings) -> Option<Survey> {
+    let store_settings = settings.inbox.store.as_ref()?;
+    let mut survey = Survey {
+        store: store_settings.describe(),
+        bundles: 0,
+        not_taken: 0,
+        error: None,
+    };
+    let listed = S3Store::open(store_settings).and_then(|store| store.list());
+    let taken = Taken::read(&settings.state.dir, &survey.store);
+    match listed.and_then(|listed| Ok((listed, taken?))) {
+        Ok((listed, taken)) => {
+            survey.bundles = listed.len();
+            survey.not_taken = listed
+                .iter()
+                .filter(|s| !taken.bundles.contains(&s.name.file_name()))
+                .count();
+        }
+        Err(err) => survey.error = Some(format!("{err:#}").replace('\n', "; ")),
+    }
+    Some(survey)
+}
+
 /// Fetches one bundle into the work directory, then records it as taken. A crash in
 /// between fetches it again, and the ledger keeps the load exactly once.
 fn take(

@@ -10,8 +10,8 @@ use pgferry::settings::ReceiverSettings;
 use serde::Serialize;
 
 use crate::blocked::{self, Blocked};
-use crate::inbox;
 use crate::load::ledger::{self, Record};
+use crate::{fetch, inbox};
 
 /// The receiver's jobs, in the order status shows them.
 pub const JOBS: [&str; 3] = ["load", "prune", "staleness"];
@@ -30,6 +30,9 @@ pub struct Status {
     pub blocked_hint: Option<&'static str>,
     /// Seconds between now and the newest source time applied.
     pub lag_seconds: Option<i64>,
+    /// With an S3 inbox: what the store holds, and how much of it is not taken yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<fetch::Survey>,
     pub now: DateTime<Utc>,
 }
 
@@ -56,6 +59,7 @@ pub fn gather(settings: &ReceiverSettings, now: DateTime<Utc>) -> anyhow::Result
         blocked_hint: blocked.as_ref().map(|_| blocked::CLEARED_BY),
         blocked,
         lag_seconds: newest.map(|t| (now - t).num_seconds()),
+        store: None,
         now,
     })
 }
@@ -66,7 +70,8 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
         print!("{}", crate::metrics::render(&settings, Utc::now())?);
         return Ok(Exit::Done);
     }
-    let status = gather(&settings, Utc::now())?;
+    let mut status = gather(&settings, Utc::now())?;
+    status.store = fetch::survey(&settings);
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(Exit::Done);
@@ -87,6 +92,15 @@ pub fn run(config: &Path, json: bool, prometheus: bool) -> anyhow::Result<Exit> 
     }
     println!("{:<14} {}", "pending", status.pending.len());
     println!("{:<14} {}", "failed", status.failed.len());
+    if let Some(store) = &status.store {
+        match &store.error {
+            Some(error) => println!("{:<14} {}: cannot list it: {error}", "store", store.store),
+            None => println!(
+                "{:<14} {}: {} bundles, {} not fetched yet",
+                "store", store.store, store.bundles, store.not_taken
+            ),
+        }
+    }
     if let Some(block) = &status.blocked {
         println!(
             "{:<14} {} since {}: {}",
