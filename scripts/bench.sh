@@ -19,6 +19,16 @@
 #     stages and merges rows instead of truncating, as on every day after the first), and
 #     (when the sender accepts [compression] codec = "zstd") a zstd complete into a fresh
 #     database;
+#   - pgferry through an S3-compatible store (when the sender accepts [remote] kind = "s3"),
+#     right after the first complete, on the same data: the same sender complete (same
+#     compression) with its own state dir into a bucket the bench makes on the test
+#     environment's S3 server (moto, authenticated: the writer's keys for the sender and the
+#     bucket, the read-only reader's for the receiver), then a receiver load with
+#     [inbox] kind = "s3" (it fetches the bundle, then loads it) into a fresh database, each
+#     timed with its peak RSS, beside the SFTP complete's. moto is a Python server, slow at
+#     taking (and giving back) large bodies: its speed is part of these figures, which say
+#     little about a real store. The bucket's objects, unfinished uploads and the bucket
+#     itself are deleted at the end of the step, and by the EXIT trap when a run fails;
 #   - pgferry with [partial] source = "logical", on the same dataset made again on the
 #     logical cluster: an untimed sender complete (it makes the publication and the slot) +
 #     receiver load into a fresh database, then the same 10,000 updated rows plus 1,000
@@ -41,7 +51,8 @@
 #   BENCH_BIN_DIR=DIR   use DIR/sender and DIR/receiver instead of building (for testing a
 #                       build made elsewhere)
 #   BENCH_KEEP=1        leave the servers, configs, data and pgferry logs in place (not the
-#                       logical run's slot: a slot no one reads keeps WAL until the disk fills)
+#                       logical run's slot: a slot no one reads keeps WAL until the disk fills;
+#                       nor the S3 run's bucket)
 #
 # Peak RSS comes from GNU time (/usr/bin/time -v): the largest process of the tree it waits
 # for, so a pg_dump or psql child of pgferry counts when it is bigger than pgferry itself.
@@ -75,6 +86,7 @@ SAMPLER_PIDS=()   # background du loops still running
 PROBE_FEED_PID="" # the reader probe's feeding loop, while a load runs
 PROBE_PSQL_PID="" # the reader probe's psql session, while a load runs
 LOGICAL_CONFIG="" # the logical sender's config while its slot may exist (the EXIT trap drops it)
+S3_BUCKET=""      # the S3 run's bucket while it may exist (the EXIT trap empties and deletes it)
 
 : >"$OUT"
 # Everything from here on goes to the terminal and to $OUT.
@@ -97,6 +109,9 @@ cleanup() {
     # Before the servers go down or are kept: a kept slot would hold WAL on the logical
     # cluster for as long as it runs.
     [[ -n $LOGICAL_CONFIG ]] && drop_slot_anyway
+    # While the S3 server still runs, BENCH_KEEP=1 or not: moto would hold the bundle in its
+    # memory for as long as it runs.
+    [[ -n $S3_BUCKET ]] && remove_bucket_anyway
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         echo "bench: kept $WORK (configs, logs, data); stop the servers with:" \
             "PGFERRY_TESTENV=$PGFERRY_TESTENV scripts/testenv.sh down" >&2
@@ -764,6 +779,9 @@ run_pgferry() {
     pgferry_cycle complete "pgferry complete" "$WORK/sender.toml" complete complete
     verify_equal "pgferry complete" "$TARGET_DB" "$TARGET_IMAGES"
 
+    # The same complete through an S3-compatible store, on the same data (before the updates).
+    run_s3
+
     step "pgferry: partial cycle (10,000 updated rows)"
     update_rows
     pgferry_cycle partial "pgferry partial" "$WORK/sender.toml" partial partial
@@ -795,6 +813,223 @@ run_pgferry() {
         pgferry_cycle zstd "pgferry complete (zstd)" "$WORK/sender-zstd.toml" complete complete
         verify_equal "pgferry complete (zstd)" "$TARGET_DB" "$TARGET_IMAGES"
     fi
+}
+
+# --- pgferry through an S3-compatible store -----------------------------------------------------
+
+# The S3 run's bundles are objects under this prefix of its bucket.
+S3_PREFIX=bench/
+# The limit of every S3 request's connect, read and write. The default (60s) would do for a
+# real store; this one is generous for moto, a Python server on the same cores as everything
+# else, and is here only to end a stuck run, not to shape the figure.
+S3_TIMEOUT=300s
+
+# The bucket's housekeeping, in the test environment's python (it has boto3): "create" the
+# bucket, "list" it (one "SIZE KEY" line per object), "remove" it (abort unfinished multipart
+# uploads, delete every object, delete the bucket, then prove it is gone; a bucket that does
+# not exist is fine). The keys come from the environment (s3_admin passes the writer's),
+# never the command line.
+S3_ADMIN_PY='
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+action, endpoint, region, bucket = sys.argv[1:5]
+s3 = boto3.client(
+    "s3",
+    endpoint_url=endpoint,
+    region_name=region,
+    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, read_timeout=300),
+)
+
+
+def code(err):
+    return err.response.get("Error", {}).get("Code", "")
+
+
+if action == "create":
+    extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, **extra)
+elif action == "list":
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            print(obj["Size"], obj["Key"])
+elif action == "remove":
+    uploads = objects = 0
+    try:
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+            for up in page.get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+                uploads += 1
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+                objects += 1
+        s3.delete_bucket(Bucket=bucket)
+    except ClientError as err:
+        if code(err) != "NoSuchBucket":
+            raise
+    try:
+        s3.head_bucket(Bucket=bucket)
+        sys.exit(f"the bucket {bucket} still exists")
+    except ClientError as err:
+        if code(err) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    print(f"{objects} objects, {uploads} unfinished uploads")
+else:
+    sys.exit(f"unknown action {action}")
+'
+
+# s3_admin ACTION: S3_ADMIN_PY's ACTION on $S3_BUCKET, with the writer's keys.
+s3_admin() {
+    AWS_ACCESS_KEY_ID=$S3_WRITER_KEY_ID AWS_SECRET_ACCESS_KEY=$S3_WRITER_SECRET \
+        "$S3_PYTHON" -c "$S3_ADMIN_PY" "$1" "$S3_ENDPOINT" "$S3_REGION" "$S3_BUCKET"
+}
+
+# remove_bucket: the end of the S3 run; fails the benchmark when the bucket stays.
+remove_bucket() {
+    local removed
+    removed=$(s3_admin remove 2>"$WORK/log.s3-remove-bucket") ||
+        { sed 's/^/   | /' "$WORK/log.s3-remove-bucket" >&2; die "could not remove the bucket $S3_BUCKET"; }
+    echo "   removed bucket $S3_BUCKET ($removed)"
+    S3_BUCKET=""
+}
+
+# remove_bucket_anyway: the EXIT trap's version (errexit is off there, and $WORK may be
+# about to go: what went wrong is shown here).
+remove_bucket_anyway() {
+    local out
+    if out=$(s3_admin remove 2>&1); then
+        echo "bench: removed bucket $S3_BUCKET on the S3 server ($out)" >&2
+    else
+        echo "bench: could not remove bucket $S3_BUCKET on the S3 server ($S3_ENDPOINT):" >&2
+        printf '   | %s\n' "${out//$'\n'/$'\n   | '}" >&2
+    fi
+    S3_BUCKET=""
+}
+
+# s3_bundle_size KIND: the size of the one bundle of KIND in the bucket.
+s3_bundle_size() {
+    local kind=$1 listing sizes
+    listing=$(s3_admin list) || die "cannot list the bucket $S3_BUCKET"
+    sizes=$(awk -v k="-$kind.tar." 'index($2, k) { print $1 }' <<<"$listing")
+    [[ $sizes =~ ^[0-9]+$ ]] ||
+        die "not one $kind bundle in s3://$S3_BUCKET/$S3_PREFIX but: ${listing:-nothing}"
+    echo "$sizes"
+}
+
+# replace_table NAME BODY: stdin, with the lines of the TOML table [NAME] (up to the next
+# table header) replaced by BODY.
+replace_table() {
+    BODY=$2 awk -v name="[$1]" '
+        $0 == name { print; print ENVIRON["BODY"]; skip = 1; found = 1; next }
+        /^\[/ && skip { print ""; skip = 0 }
+        !skip { print }
+        END { exit !found }'
+}
+
+# The sender with the SFTP run's config but [remote] naming the bucket, then a receiver whose
+# [inbox] is the same bucket, into a fresh database: the SFTP complete's figures again,
+# through the store. Its own sender state (the SFTP runs' high-water mark stays theirs),
+# receiver state, work dir, target database and image dir; the temp dirs are shared,
+# cleared first as pgferry_cycle clears them.
+run_s3() {
+    # render, start_disk, start_probe and pgferry_run read these names: locals (dynamic
+    # scope) switch them over for this step, as in run_logical.
+    # shellcheck disable=SC2034  # read by render and the helpers
+    local TARGET_DB=bench_s3 TARGET_IMAGES="$WORK/s3-target-images" \
+        SENDER_STATE="$WORK/sender-s3-state" RECEIVER_STATE="$WORK/receiver-s3-state" \
+        RECEIVER_CONFIG="$WORK/receiver-s3.toml"
+    local config="$WORK/sender-s3.toml" work_dir="$WORK/s3-inbox" bucket="pgferry-bench-$$"
+
+    step "pgferry through S3: bucket $bucket, sender check, receiver check"
+    if [[ -z ${S3_ENDPOINT:-} || -z ${S3_WRITER_KEY_ID:-} || -z ${S3_READER_KEY_ID:-} ]]; then
+        echo "   the test environment has no S3 server (no S3_ENDPOINT or keys in its env file): n/a"
+        S3=0
+        record_na "pgferry complete → S3 (sender)"
+        record_na "pgferry load ← S3 (receiver)"
+        return 0
+    fi
+    mkdir -p "$SENDER_STATE" "$RECEIVER_STATE" "$TARGET_IMAGES" "$work_dir"
+    local store
+    store=$(printf 'endpoint = "%s"\nregion = "%s"\nbucket = "%s"\nprefix = "%s"\npath_style = true\ntimeout = "%s"' \
+        "$S3_ENDPOINT" "$S3_REGION" "$bucket" "$S3_PREFIX" "$S3_TIMEOUT")
+    render "$BENCH_FILES/sender.toml" |
+        replace_table remote "$(printf 'kind = "s3"\n%s\nkeep_completes = 2' "$store")" >"$config" ||
+        die "no [remote] in $BENCH_FILES/sender.toml"
+    render "$BENCH_FILES/receiver.toml" |
+        replace_table inbox "$(printf 'kind = "s3"\ndir = "%s"\n%s' "$work_dir" "$store")" >"$RECEIVER_CONFIG" ||
+        die "no [inbox] in $BENCH_FILES/receiver.toml"
+    chmod 600 "$config" "$RECEIVER_CONFIG"
+    # From the create on, the bucket may exist: the EXIT trap removes it should anything fail.
+    S3_BUCKET=$bucket
+    s3_admin create || die "cannot create the bucket $bucket on $S3_ENDPOINT"
+    echo "   created bucket $bucket on $S3_ENDPOINT (objects under $S3_PREFIX)"
+    # A build from before the S3 store (BENCH_BIN_DIR) rejects the config: n/a, as zstd.
+    local rc=0
+    AWS_ACCESS_KEY_ID=$S3_WRITER_KEY_ID AWS_SECRET_ACCESS_KEY=$S3_WRITER_SECRET \
+        "$SENDER" -c "$config" --no-alert check >"$WORK/log.s3-check.sender" 2>&1 || rc=$?
+    if ((rc == 2)); then
+        echo "   the sender does not accept [remote] kind = \"s3\" (check exits 2): n/a"
+        sed 's/^/   | /' "$WORK/log.s3-check.sender"
+        S3=0
+        record_na "pgferry complete → S3 (sender)"
+        record_na "pgferry load ← S3 (receiver)"
+        remove_bucket
+        return 0
+    fi
+    if ((rc != 0)); then
+        sed 's/^/   | /' "$WORK/log.s3-check.sender" >&2
+        die "sender check with the S3 config exited $rc"
+    fi
+    S3=1
+    fresh_db "$TARGET_DB"
+    AWS_ACCESS_KEY_ID=$S3_READER_KEY_ID AWS_SECRET_ACCESS_KEY=$S3_READER_SECRET \
+        pgferry_run s3-check.receiver "$RECEIVER" "$RECEIVER_CONFIG" check
+
+    step "pgferry through S3: sender complete → bucket (moto), receiver load ← bucket"
+    local t0 t1 t2 t3 s_rss r_rss
+    rm -rf "${SENDER_TMP:?}"/* "${RECEIVER_TMP:?}"/*
+    settle
+    # The bundle goes into the store, not onto the receiver's disk: no receiver disk column.
+    start_disk s3_send_s "$SENDER_STATE" "$SENDER_TMP"
+    t0=$(now)
+    AWS_ACCESS_KEY_ID=$S3_WRITER_KEY_ID AWS_SECRET_ACCESS_KEY=$S3_WRITER_SECRET \
+        pgferry_run s3.sender "$SENDER" "$config" complete
+    t1=$(now)
+    stop_samplers
+    s_rss=$LAST_RSS
+    BUNDLE_BYTES[s3]=$(s3_bundle_size complete)
+
+    settle
+    # The load fetches the bundle into the work dir first: that is its extra disk.
+    start_disk s3_load_r "$work_dir" "$RECEIVER_STATE" "$RECEIVER_TMP"
+    start_probe s3
+    t2=$(now)
+    AWS_ACCESS_KEY_ID=$S3_READER_KEY_ID AWS_SECRET_ACCESS_KEY=$S3_READER_SECRET \
+        pgferry_run s3.receiver "$RECEIVER" "$RECEIVER_CONFIG" load
+    t3=$(now)
+    r_rss=$LAST_RSS
+    stop_probe
+    stop_samplers
+    probe_result s3
+
+    record s3_sender "pgferry complete → S3 (sender)" "$(calc "$t1 - $t0")" "$s_rss" - "$(disk_peak s3_send_s)" -
+    record s3_receiver "pgferry load ← S3 (receiver)" "$(calc "$t3 - $t2")" - "$r_rss" - "$(disk_peak s3_load_r)"
+    echo "   complete bundle in the store: ${BUNDLE_BYTES[s3]} bytes ($(mib "${BUNDLE_BYTES[s3]}") MiB)"
+    echo "   reader probe: ${READER_N[s3]} queries, longest wait ${READER_MAX[s3]} s"
+    # The load applied the very object the sender stored (fetched, not found some other way).
+    local applied
+    applied=$(find "$work_dir/applied" -type f -name 'pgferry-*-complete.tar.*' -size "${BUNDLE_BYTES[s3]}c" 2>/dev/null | wc -l)
+    ((applied == 1)) || die "the S3 load did not apply the stored bundle (${BUNDLE_BYTES[s3]} bytes) from $work_dir"
+    verify_equal "pgferry complete through S3" "$TARGET_DB" "$TARGET_IMAGES"
+
+    step "pgferry through S3: removing the bucket, the fetched bundle and the database"
+    remove_bucket
+    rm -rf "${work_dir:?}" "${TARGET_IMAGES:?}"
+    drop_db "$TARGET_DB"
 }
 
 # --- pgferry, partials from a logical replication slot ---------------------------------------------
@@ -1050,6 +1285,26 @@ print_checks() {
 
 kib() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1024 }'; }
 
+# The S3 run against the SFTP complete of the same data: figures, no targets (moto, a Python
+# server on the same 2 cores, stands in for a real store).
+print_s3() {
+    say "complete through an S3-compatible store (moto) against SFTP (figures, no targets)"
+    if [[ ${S3:-0} != 1 ]]; then
+        echo "n/a: no S3 server in the test environment, or the sender does not accept [remote] kind = \"s3\""
+        return 0
+    fi
+    local s3s=${SECS[s3_sender]} fts=${SECS[complete_sender]} s3r=${SECS[s3_receiver]} ftr=${SECS[complete_receiver]}
+    local s3m=${RSS_S[s3_sender]} ftm=${RSS_S[complete_sender]} s3rm=${RSS_R[s3_receiver]} ftrm=${RSS_R[complete_receiver]}
+    echo "- sender complete, S3/SFTP: time $(fmt2 "$s3s") s / $(fmt2 "$fts") s = $(fmt2 "$(calc "$s3s / $fts")") ×;" \
+        "peak RSS $(kib "$s3m") MiB / $(kib "$ftm") MiB = $(fmt2 "$(calc "$s3m / $ftm")") ×"
+    echo "- receiver load, S3/SFTP: time $(fmt2 "$s3r") s / $(fmt2 "$ftr") s = $(fmt2 "$(calc "$s3r / $ftr")") ×" \
+        "(the S3 load fetches the bundle from the store first); peak RSS $(kib "$s3rm") MiB / $(kib "$ftrm") MiB"
+    echo "- complete bundle: S3 object $(mib "${BUNDLE_BYTES[s3]}") MiB, SFTP $(mib "${BUNDLE_BYTES[complete]}") MiB" \
+        "(multipart upload in parts of 8 MiB)"
+    echo "- reader probe during the S3 load: longest wait ${READER_MAX[s3]} s in ${READER_N[s3]} queries"
+    echo "- moto is a Python server, slow at taking and giving back large bodies: its speed is part of the S3 figures"
+}
+
 # The logical run against the changed_at partial of the same 10,000 updated rows: figures,
 # no targets. The changed_at bundle also holds the parents its rows reference; the logical
 # one holds the changes alone, the 1,000 deletes included.
@@ -1099,6 +1354,7 @@ main() {
     STEP="report"
     print_table
     print_checks
+    print_s3
     print_logical
     echo
     echo "written to $OUT"

@@ -87,7 +87,9 @@ impl MultipartUpload {
             )));
         }
         self.parts += 1;
-        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
+        // The next buffer is allocated only once the worker took this part (and so has
+        // sent the one before): two parts in memory, not three.
+        let part = std::mem::take(&mut self.buffer);
         let number = u16::try_from(self.parts).unwrap_or(u16::MAX);
         let sent = self
             .sender
@@ -95,6 +97,7 @@ impl MultipartUpload {
             .map(|sender| sender.send((number, part)).is_ok())
             .unwrap_or(false);
         if sent {
+            self.buffer = Vec::with_capacity(PART_SIZE);
             return Ok(());
         }
         self.broken.store(true, Ordering::SeqCst);
