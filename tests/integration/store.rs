@@ -675,3 +675,29 @@ fn a_round_trip_through_an_s3_bucket() {
         target: &ferry.ferry.target,
     });
 }
+
+#[test]
+fn status_reports_a_store_that_does_not_answer_instead_of_waiting_for_it() {
+    let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, "", "");
+    let silent = FakeStore::silent();
+    // The job's timeout is a minute; status waits at most 10 s for the store.
+    let config = pointed_at(&ferry, silent.port, "60s");
+    let env = Who::Writer.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = std::time::Instant::now();
+    let run = Running::start_with(
+        "sender",
+        &config,
+        &["status", "--json"],
+        &ferry.ferry.scratch,
+        &env,
+    )
+    .finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "status waited {:?} for a store that does not answer",
+        started.elapsed()
+    );
+    drop(silent);
+}

@@ -74,6 +74,17 @@ impl S3Settings {
 pub const DEFAULT_KEEP_COMPLETES: u32 = 2;
 
 impl Remote {
+    /// The same store with its timeout capped: for a look that must not keep an operator
+    /// waiting on a link that is down (`sender status`).
+    pub fn with_timeout_at_most(&self, limit: std::time::Duration) -> Remote {
+        let mut remote = self.clone();
+        match &mut remote {
+            Remote::Sftp(sftp) => sftp.timeout = Some(Duration(sftp.timeout().min(limit))),
+            Remote::S3(s3) => s3.store.timeout = Some(Duration(s3.store.timeout().min(limit))),
+        }
+        remote
+    }
+
     /// What to call the store in messages, as [`crate::store::Store::label`] does.
     pub fn describe(&self) -> String {
         match self {

@@ -47,7 +47,11 @@ fn store_status(settings: &SenderSettings) -> StoreStatus {
         newest: None,
         error: None,
     };
-    match pgferry::store::open(&settings.remote).and_then(|store| store.list()) {
+    // Status is a quick look: a store that does not answer within 10 s is reported so.
+    let remote = settings
+        .remote
+        .with_timeout_at_most(std::time::Duration::from_secs(10));
+    match pgferry::store::open(&remote).and_then(|store| store.list()) {
         Ok(listed) => {
             for stored in &listed {
                 match stored.name.kind {
