@@ -90,6 +90,19 @@ impl Cause {
             {
                 return Some(Cause::BundleDamaged);
             }
+            if let Some(s3) = link.downcast_ref::<crate::store::s3::S3Error>() {
+                return Some(if s3.is_access() {
+                    Cause::StoreAccess
+                } else {
+                    Cause::Store
+                });
+            }
+            if link
+                .downcast_ref::<crate::store::s3::credentials::CredentialsError>()
+                .is_some()
+            {
+                return Some(Cause::StoreAccess);
+            }
             let io = link.downcast_ref::<std::io::Error>()?;
             if io.kind() == std::io::ErrorKind::StorageFull {
                 return Some(Cause::Disk);
@@ -178,6 +191,13 @@ mod tests {
             .context("write file");
         assert_eq!(Cause::of(&full), Some(Cause::Disk));
         assert_eq!(Cause::of(&anyhow::anyhow!("something else")), None);
+        let denied = crate::store::s3::error::answered("list", "s3://b/", 403, "");
+        assert_eq!(
+            Cause::of(&anyhow::Error::new(denied).context("check")),
+            Some(Cause::StoreAccess)
+        );
+        let busy = crate::store::s3::error::answered("list", "s3://b/", 503, "");
+        assert_eq!(Cause::of(&anyhow::Error::new(busy)), Some(Cause::Store));
         assert_eq!(Cause::Config.exit(), Exit::Usage);
         assert_eq!(Cause::Lock.exit(), Exit::Locked);
     }

@@ -30,8 +30,7 @@ pub struct S3Store {
 impl S3Store {
     /// Finds the credentials and prepares requests; nothing is sent yet.
     pub fn open(settings: &S3Settings) -> anyhow::Result<S3Store> {
-        let found =
-            credentials::find().map_err(|err| cause::tag(err.into(), Cause::StoreAccess))?;
+        let found = credentials::find()?;
         S3Store::with_credentials(settings, found)
     }
 
@@ -133,7 +132,7 @@ impl Store for S3Store {
     }
 
     fn list(&self) -> anyhow::Result<Vec<Stored>> {
-        let keys = self.list_keys().map_err(tagged)?;
+        let keys = self.list_keys()?;
         let mut stored: Vec<Stored> = keys
             .into_iter()
             .filter_map(|(key, bytes)| {
@@ -149,9 +148,7 @@ impl Store for S3Store {
         let client = &self.client;
         let key = self.key(&name.file_name());
         let url = client.bucket.get_object(None, &key).sign(PLAIN);
-        let response = client
-            .send(&format!("read {key}"), Verb::Get, &url, &[], &[])
-            .map_err(tagged)?;
+        let response = client.send(&format!("read {key}"), Verb::Get, &url, &[], &[])?;
         let label = client.label.clone();
         Ok(Box::new(Download {
             body: response.into_body().into_reader(),
@@ -161,13 +158,7 @@ impl Store for S3Store {
 
     fn put(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
         let key = self.key(&name.file_name());
-        let upload =
-            multipart::MultipartUpload::start(Arc::clone(&self.client), key).map_err(|err| {
-                match err.downcast::<S3Error>() {
-                    Ok(s3) => tagged(s3),
-                    Err(other) => cause::tag(other, Cause::Store),
-                }
-            })?;
+        let upload = multipart::MultipartUpload::start(Arc::clone(&self.client), key)?;
         Ok(Box::new(upload))
     }
 
@@ -175,27 +166,15 @@ impl Store for S3Store {
         let client = &self.client;
         let key = self.key(&name.file_name());
         let url = client.bucket.delete_object(None, &key).sign(PLAIN);
-        client
-            .send(&format!("delete {key}"), Verb::Delete, &url, &[], &[])
-            .map_err(tagged)?;
+        client.send(&format!("delete {key}"), Verb::Delete, &url, &[], &[])?;
         Ok(())
     }
 
     fn remove_leftovers(&self, kind: Kind) -> anyhow::Result<Vec<String>> {
         leftovers::abort_uploads_of(&self.client, &self.prefix, kind)
-            .map_err(tagged)
+            .map_err(anyhow::Error::from)
             .context("abort interrupted uploads")
     }
-}
-
-/// A store's error with its cause: refused access, or the store itself failing.
-fn tagged(err: S3Error) -> anyhow::Error {
-    let cause = if err.is_access() {
-        Cause::StoreAccess
-    } else {
-        Cause::Store
-    };
-    cause::tag(err.into(), cause)
 }
 
 /// A bundle read from the store; a failed read names the object.

@@ -15,7 +15,7 @@ use rusty_s3::S3Action;
 
 use super::client::{Client, Verb, PLAIN};
 use super::error::S3Error;
-use crate::cause::{self, Cause};
+use crate::cause::Cause;
 use crate::store::{LinkWatch, Upload};
 
 /// Every part but the last; S3 takes 5 MiB at least and 10,000 parts at most, so a bundle
@@ -244,7 +244,7 @@ impl Upload for MultipartUpload {
             Ok(published) => Ok(published),
             Err(err) => {
                 self.abort();
-                Err(cause::tag(err, Cause::Store))
+                Err(err)
             }
         }
     }
