@@ -701,3 +701,54 @@ fn status_reports_a_store_that_does_not_answer_instead_of_waiting_for_it() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_receiver_takes_its_keys_from_a_profile_of_the_shared_credentials_file() {
+    let ferry = S3Ferry::new(REPORTS, REPORTS_TABLES, "", "");
+    ferry.sender(&["complete"]).expect_code(0);
+    let env = Env::get();
+    let file = ferry.ferry.scratch.write(
+        "aws-credentials",
+        &format!(
+            "[default]\naws_access_key_id = AKIAUNKNOWN000000000\naws_secret_access_key = wrong\n\n[viz]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            env.var("S3_READER_KEY_ID"),
+            env.var("S3_READER_SECRET")
+        ),
+    );
+    let file = file.to_str().unwrap();
+    let config = ferry.ferry.receiver_config.to_str().unwrap();
+    let with_profile = |args: &[&str]| {
+        let mut all = vec!["-c", config];
+        all.extend_from_slice(args);
+        run_with(
+            "receiver",
+            &all,
+            &[
+                ("AWS_SHARED_CREDENTIALS_FILE", file),
+                ("AWS_PROFILE", "viz"),
+            ],
+        )
+    };
+    let check = with_profile(&["check"]);
+    assert!(
+        check.line("ok   s3 credentials").ends_with(&format!(
+            "from the shared credentials file {file}, profile [viz]"
+        )),
+        "{}",
+        check.stdout
+    );
+    check.line("ok   s3 list");
+    with_profile(&["load"]).expect_code(0);
+    same(&ferry, &ferry.ferry.target);
+    // The default profile's key is unknown to the store: named at the list.
+    let default = run_with(
+        "receiver",
+        &["-c", config, "check"],
+        &[("AWS_SHARED_CREDENTIALS_FILE", file)],
+    );
+    assert!(
+        default.line("FAIL s3 list").contains("InvalidAccessKeyId"),
+        "{}",
+        default.stdout
+    );
+}
