@@ -30,6 +30,12 @@ fn names(store: &dyn Store) -> Vec<String> {
         .collect()
 }
 
+fn read_all(store: &dyn Store, name: &BundleName) -> Vec<u8> {
+    let mut read = Vec::new();
+    store.get(name).unwrap().read_to_end(&mut read).unwrap();
+    read
+}
+
 /// Bytes that do not compress and span two parts of an S3 upload.
 fn payload() -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -69,13 +75,10 @@ fn the_store_contract(open: &dyn Fn() -> Box<dyn Store>) {
         (&listed[0].name, listed[0].bytes),
         (&complete, data.len() as u64)
     );
-    let mut read = Vec::new();
-    store
-        .get(&complete)
-        .unwrap()
-        .read_to_end(&mut read)
-        .unwrap();
-    assert!(read == data, "the bundle read back differs");
+    assert!(
+        read_all(store, &complete) == data,
+        "the bundle read back differs"
+    );
 
     let mut again = store.put(&complete).unwrap();
     again.write_all(b"another bundle of the same name").unwrap();
@@ -89,13 +92,10 @@ fn the_store_contract(open: &dyn Fn() -> Box<dyn Store>) {
     // What the refused upload left (SFTP gives up a link whose publish failed) goes with
     // the next run's cleanup.
     store.remove_leftovers(Kind::Complete).unwrap();
-    let mut read = Vec::new();
-    store
-        .get(&complete)
-        .unwrap()
-        .read_to_end(&mut read)
-        .unwrap();
-    assert!(read == data, "the first bundle of the name changed");
+    assert!(
+        read_all(store, &complete) == data,
+        "the first bundle of the name changed"
+    );
 
     // A sender killed mid-upload: the upload is neither published nor given up.
     let mut killed = store.put(&partial).unwrap();
