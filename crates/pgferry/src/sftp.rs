@@ -427,12 +427,6 @@ pub struct Upload {
 }
 
 impl Connection {
-    /// Whether an upload's write failed on this connection: the link, not the data that
-    /// fed it, is what broke.
-    pub fn link_broken(&self) -> bool {
-        self.link.broken.load(Ordering::SeqCst)
-    }
-
     /// The flag an upload's failed write sets, to read after the upload is gone.
     pub fn broken_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.link.broken)

@@ -14,6 +14,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use pgferry::bundle::reader::Verified;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::cause::{self, Cause};
 use pgferry::checks::free_space;
@@ -23,12 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::inbox;
 
-/// What one poll did.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What one poll found out on the way, for the load that follows.
+#[derive(Default)]
 pub struct Fetched {
-    pub fetched: Vec<BundleName>,
-    /// New bundles older than a new complete one: taken, not fetched.
-    pub passed_over: Vec<BundleName>,
+    /// The complete bundle the receiver starts at, verified already: the load does not
+    /// read it through a second time.
+    pub start: Option<(BundleName, Verified)>,
     /// Complete bundles that failed verification (moved to `failed/`), and why.
     pub rejected: Vec<String>,
 }
@@ -96,15 +97,14 @@ pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
     while let Some(index) = new.iter().rposition(|s| s.name.kind == Kind::Complete) {
         let complete = new.remove(index);
         take(&store, complete, settings, &mut taken)?;
-        done.fetched.push(complete.name.clone());
         match inbox::verify_or_reject(dir, &complete.name)? {
-            Ok(_) => {
+            Ok(verified) => {
                 for older in new.drain(..index) {
                     tracing::info!(bundle = %older.name, store = %store.label(), "not fetched: a newer complete bundle is in the store");
                     taken.bundles.insert(older.name.file_name());
-                    done.passed_over.push(older.name.clone());
                 }
                 taken.write(state_dir)?;
+                done.start = Some((complete.name.clone(), verified));
                 break;
             }
             Err(reason) => done.rejected.push(reason),
@@ -112,7 +112,6 @@ pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
     }
     for stored in new {
         take(&store, stored, settings, &mut taken)?;
-        done.fetched.push(stored.name.clone());
     }
     Ok(done)
 }

@@ -28,15 +28,21 @@ pub struct Queue {
 }
 
 /// Supersedes every pending bundle older than the newest complete one that verifies.
+/// `known` is a complete verified already (by the store's poll), not read again.
 pub fn start_at_newest_complete(
     settings: &ReceiverSettings,
     mut pending: Vec<BundleName>,
+    mut known: Option<(BundleName, Verified)>,
 ) -> anyhow::Result<Queue> {
     let inbox_dir = &settings.inbox.dir;
     let mut rejected = Vec::new();
     while let Some(index) = pending.iter().rposition(|n| n.kind == Kind::Complete) {
         let name = pending.remove(index);
-        match inbox::verify_or_reject(inbox_dir, &name)? {
+        let checked = match known.take() {
+            Some((known_name, verified)) if known_name == name => Ok(verified),
+            _ => inbox::verify_or_reject(inbox_dir, &name)?,
+        };
+        match checked {
             Ok(verified) => {
                 let older: Vec<BundleName> = pending.drain(..index).collect();
                 supersede(settings, &older)?;

@@ -137,8 +137,6 @@ enum Kind {
 }
 
 /// The S3 keys, shared by both tables.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawS3 {
     endpoint: Option<String>,
     region: Option<String>,

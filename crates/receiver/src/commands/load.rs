@@ -62,7 +62,7 @@ pub fn load(
     if pending.is_empty() {
         tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
     }
-    let mut queue = supersede::start_at_newest_complete(settings, pending)?;
+    let mut queue = supersede::start_at_newest_complete(settings, pending, fetched.start)?;
     queue.rejected.splice(0..0, fetched.rejected);
     let result = load_queue(settings, queue, once, progress);
     unblock_when_gone(settings)?;

@@ -213,7 +213,7 @@ fn send_part(
 }
 
 /// Whether an object of this key exists.
-pub fn exists(client: &Client, key: &str) -> Result<bool, S3Error> {
+fn exists(client: &Client, key: &str) -> Result<bool, S3Error> {
     let url = client.bucket.head_object(None, key).sign(PLAIN);
     match client.send(&format!("look for {key}"), Verb::Head, &url, &[], &[]) {
         Ok(_) => Ok(true),
