@@ -27,6 +27,10 @@ pub enum Cause {
     Database,
     /// A bundle that failed verification.
     BundleDamaged,
+    /// A bundle not signed by a trusted key, or that this receiver cannot decrypt.
+    BundleUntrusted,
+    /// A `[bundle]` key file that cannot be read or used.
+    Keys,
     /// A bundle the target refused for what it holds; it blocks the queue.
     BundleRefused,
     /// Not enough room on a disk of the receiver.
@@ -59,6 +63,8 @@ impl Cause {
             Cause::StoreAccess => "the S3 credentials and bucket: which source `check` reports (AWS_ACCESS_KEY_ID or the shared credentials file with AWS_PROFILE), the bucket's name and region, and that the key may list and read there (and, for the sender, write and delete). Run `check` on this side.",
             Cause::Database => "the database: is it up and reachable with the configured libpq settings, and are the credentials in ~/.pgpass? Run `check` on this side.",
             Cause::BundleDamaged => "the bundle was damaged or tampered with on the way; it was moved to failed/ in the inbox. The next complete bundle repairs the target: run `sender complete` on the primary.",
+            Cause::BundleUntrusted => "the [bundle] keys: a bundle not signed by a trusted key, or that none of the identities opens, was moved to failed/ with its reason beside it. If the sender moved to a new signing key or new recipients, add its public key to [bundle] trusted_keys or its identity to [bundle] identities (`receiver check` shows what each key is). Otherwise someone other than the sender wrote to the store: check who may write there. The next complete bundle repairs the target: run `sender complete` on the primary.",
+            Cause::Keys => "the [bundle] key file named above: it must exist, hold a key of the right kind (minisign or age), be readable by the account pgferry runs as, and a secret key must not be readable by others. Run `check` on this side.",
             Cause::BundleRefused => "the target refused the bundle named above, which now blocks the receiver's queue (see `receiver status`). The next complete bundle supersedes it: run `sender complete` on the primary, with [complete] on_schema_change = \"recreate\" on the receiver for a schema change. Or fix the target: the next load retries the bundle.",
             Cause::Disk => "free disk space on the receiver (inbox and file directories).",
             Cause::Hook => "the [postprocess] command: run it by hand with the PGFERRY_* variables from the log.",
@@ -84,11 +90,24 @@ impl Cause {
             if link.downcast_ref::<crate::sftp::HostKeyError>().is_some() {
                 return Some(Cause::HostKey);
             }
+            if let Some(err) = link.downcast_ref::<crate::bundle::reader::VerifyError>() {
+                return Some(match err.problem {
+                    crate::bundle::reader::Problem::Untrusted(_) => Cause::BundleUntrusted,
+                    crate::bundle::reader::Problem::Damaged(_) => Cause::BundleDamaged,
+                });
+            }
+            if let Some(rejected) = link.downcast_ref::<crate::bundle::reader::Rejected>() {
+                return Some(if rejected.any_untrusted() {
+                    Cause::BundleUntrusted
+                } else {
+                    Cause::BundleDamaged
+                });
+            }
             if link
-                .downcast_ref::<crate::bundle::reader::VerifyError>()
+                .downcast_ref::<crate::seal::KeyFileError>()
                 .is_some()
             {
-                return Some(Cause::BundleDamaged);
+                return Some(Cause::Keys);
             }
             if let Some(s3) = link.downcast_ref::<crate::store::s3::S3Error>() {
                 return Some(if s3.is_access() {

@@ -7,6 +7,8 @@
 //! - [`bundle::BundleName`] (kind and creation time, sortable), [`bundle::Manifest`] (what a
 //!   bundle holds, with every entry's SHA-256), [`bundle::writer::BundleWriter`] and
 //!   [`bundle::reader::verify`]/[`bundle::reader::read_entries`].
+//! - [`seal::Seal`] signs and encrypts bundles on the sender; [`seal::OpenKeys`] checks and
+//!   opens them on a receiver.
 //! - [`pg::Psql`] (one-shot `psql`), [`pg::Session`] (a kept `psql`, the sender's snapshot),
 //!   [`pg::catalog`] and [`pg::dependencies`]: what both sides ask the catalog.
 //! - [`job::Jobs`]: runs a job under its lock, keeps its [`history::JobHistory`], alerts by
@@ -31,6 +33,7 @@ pub mod pipe;
 pub mod process;
 pub mod progress;
 pub mod report;
+pub mod seal;
 pub mod settings;
 pub mod sftp;
 pub mod store;

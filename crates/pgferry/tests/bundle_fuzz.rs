@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use pgferry::seal::OpenKeys;
 use pgferry::bundle::manifest::{Entry, Source};
 use pgferry::bundle::reader::{read_entries, verify};
 use pgferry::bundle::writer::BundleWriter;
@@ -104,11 +105,11 @@ fn entries() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
 
 /// Verifies and, when verification passes, reads every entry back; never panics.
 fn verdict(path: &Path) -> Result<Manifest, String> {
-    let verified = verify(path).map_err(|e| {
-        assert!(!e.problem.is_empty(), "a refusal without a reason");
-        e.problem
+    let verified = verify(path, &OpenKeys::default()).map_err(|e| {
+        assert!(!e.problem.to_string().is_empty(), "a refusal without a reason");
+        e.problem.to_string()
     })?;
-    read_entries(path, &verified.manifest, |_, _, reader| {
+    read_entries(path, &verified, |_, _, reader| {
         std::io::copy(reader, &mut std::io::sink())?;
         Ok(())
     })
@@ -197,9 +198,9 @@ proptest! {
     #[test]
     fn valid_bundles_verify_and_read_back_exactly(entries in entries()) {
         let (_dir, path) = in_inbox(&valid(&entries));
-        let verified = verify(&path).unwrap();
+        let verified = verify(&path, &OpenKeys::default()).unwrap();
         let mut seen = Vec::new();
-        read_entries(&path, &verified.manifest, |_, entry, reader| {
+        read_entries(&path, &verified, |_, entry, reader| {
             let mut bytes = Vec::new();
             reader.read_to_end(&mut bytes)?;
             seen.push((entry.path.clone(), bytes));
@@ -215,7 +216,7 @@ proptest! {
     ) {
         let bytes = valid(&entries);
         let (_dir, path) = in_inbox(&bytes);
-        let original = verify(&path).unwrap().manifest;
+        let original = verify(&path, &OpenKeys::default()).unwrap().manifest;
         let mut damaged = bytes.clone();
         for d in &damages {
             apply(&mut damaged, d);

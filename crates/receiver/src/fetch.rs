@@ -14,7 +14,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pgferry::bundle::reader::Verified;
+use pgferry::bundle::reader::{Verified, VerifyError};
+use pgferry::seal::OpenKeys;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::cause::{self, Cause};
 use pgferry::checks::free_space;
@@ -31,7 +32,7 @@ pub struct Fetched {
     /// read it through a second time.
     pub start: Option<(BundleName, Verified)>,
     /// Complete bundles that failed verification (moved to `failed/`), and why.
-    pub rejected: Vec<String>,
+    pub rejected: Vec<VerifyError>,
 }
 
 /// The bundles a receiver took from one store; names the store no longer holds are
@@ -76,7 +77,7 @@ impl Taken {
 /// where the receiver starts: the new bundles older than it are passed over. A damaged
 /// complete passes over nothing: it is refused (moved to `failed/` with its reason) and the
 /// next older one is tried.
-pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
+pub fn fetch(settings: &ReceiverSettings, keys: &OpenKeys) -> anyhow::Result<Fetched> {
     let Some(store_settings) = &settings.inbox.store else {
         return Ok(Fetched::default());
     };
@@ -97,7 +98,7 @@ pub fn fetch(settings: &ReceiverSettings) -> anyhow::Result<Fetched> {
     while let Some(index) = new.iter().rposition(|s| s.name.kind == Kind::Complete) {
         let complete = new.remove(index);
         take(&store, complete, settings, &mut taken)?;
-        match inbox::verify_or_reject(dir, &complete.name)? {
+        match inbox::verify_or_reject(dir, &complete.name, keys)? {
             Ok(verified) => {
                 for older in new.drain(..index) {
                     tracing::info!(bundle = %older.name, store = %store.label(), "not fetched: a newer complete bundle is in the store");

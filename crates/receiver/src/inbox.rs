@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pgferry::bundle::reader::{verify, Verified};
+use pgferry::bundle::reader::{verify, Verified, VerifyError};
 use pgferry::bundle::BundleName;
+use pgferry::seal::OpenKeys;
 
 pub const APPLIED: &str = "applied";
 pub const FAILED: &str = "failed";
@@ -58,18 +59,19 @@ pub fn reject(inbox: &Path, name: &BundleName, reason: &str) -> anyhow::Result<P
     Ok(to)
 }
 
-/// Verifies a pending bundle (guarantee 2). One that fails is moved to `failed/` with its
-/// reason, which comes back as the inner `Err`.
+/// Verifies a pending bundle (guarantees 2 and 13). One that fails is moved to `failed/`
+/// with its reason, which comes back as the inner `Err`.
 pub fn verify_or_reject(
     inbox: &Path,
     name: &BundleName,
-) -> anyhow::Result<Result<Verified, String>> {
-    match verify(&inbox.join(name.file_name())) {
+    keys: &OpenKeys,
+) -> anyhow::Result<Result<Verified, VerifyError>> {
+    match verify(&inbox.join(name.file_name()), keys) {
         Ok(verified) => Ok(Ok(verified)),
         Err(err) => {
             let moved = reject(inbox, name, &err.to_string())?;
             tracing::error!(bundle = %name, moved_to = %moved.display(), "{err}");
-            Ok(Err(err.to_string()))
+            Ok(Err(err))
         }
     }
 }

@@ -38,7 +38,8 @@ enum Job {
         #[arg(long)]
         once: bool,
     },
-    /// Check a bundle's integrity and print its manifest; changes nothing
+    /// Check a bundle's integrity and print its manifest; changes nothing. With the config's
+    /// [bundle] keys, also its signature, and an encrypted bundle is opened
     Verify {
         /// Path of the bundle file
         bundle: std::path::PathBuf,
@@ -82,7 +83,7 @@ fn run(job: Job, global: &GlobalArgs) -> anyhow::Result<pgferry::exit::Exit> {
     match job {
         Job::Check => commands::check::run(&config),
         Job::Load { once } => commands::load::run(&config, once, &options),
-        Job::Verify { bundle } => commands::verify::run(&bundle),
+        Job::Verify { bundle } => commands::verify::run(&config, &bundle),
         Job::Prune => commands::prune::run(&config, &options),
         Job::Run => commands::run::run(&config, &options),
         Job::Status { json, prometheus } => commands::status::run(&config, json, prometheus),

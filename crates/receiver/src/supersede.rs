@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use pgferry::bundle::hashing::HashingReader;
-use pgferry::bundle::reader::Verified;
+use pgferry::bundle::reader::{Verified, VerifyError};
+use pgferry::seal::OpenKeys;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::pg::Psql;
 use pgferry::settings::ReceiverSettings;
@@ -24,7 +25,7 @@ pub struct Queue {
     /// anything older was superseded, so a damaged complete supersedes nothing.
     pub start: Option<(BundleName, Verified)>,
     /// Completes that failed verification on the way (moved to `failed/`), and why.
-    pub rejected: Vec<String>,
+    pub rejected: Vec<VerifyError>,
 }
 
 /// Supersedes every pending bundle older than the newest complete one that verifies.
@@ -33,6 +34,7 @@ pub fn start_at_newest_complete(
     settings: &ReceiverSettings,
     mut pending: Vec<BundleName>,
     mut known: Option<(BundleName, Verified)>,
+    keys: &OpenKeys,
 ) -> anyhow::Result<Queue> {
     let inbox_dir = &settings.inbox.dir;
     let mut rejected = Vec::new();
@@ -40,7 +42,7 @@ pub fn start_at_newest_complete(
         let name = pending.remove(index);
         let checked = match known.take() {
             Some((known_name, verified)) if known_name == name => Ok(verified),
-            _ => inbox::verify_or_reject(inbox_dir, &name)?,
+            _ => inbox::verify_or_reject(inbox_dir, &name, keys)?,
         };
         match checked {
             Ok(verified) => {

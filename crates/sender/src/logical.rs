@@ -28,7 +28,7 @@ use pgferry::settings::names::QualifiedName;
 use pgferry::settings::SenderSettings;
 
 use crate::changes::ChangesCsv;
-use crate::publish::{new_manifest, publish, Mark};
+use crate::publish::{bundle_name, new_manifest, publish, Mark};
 use crate::snapshot::Snapshot;
 use crate::{pack, slot, tables, window};
 
@@ -148,7 +148,7 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
     // all, so the receiver may skip this partial once such a complete is applied.
     let upto = slot::current_lsn(&psql)?;
     let mut snapshot = Snapshot::open(&psql)?;
-    let name = BundleName::new(snapshot.time, Kind::Partial).with_codec(settings.compression.codec);
+    let name = bundle_name(settings, snapshot.time, Kind::Partial);
     let catalog_tables = snapshot.tables()?;
     let trees = snapshot.partition_trees()?;
     let tables = tables::complete_tables(settings, &catalog_tables, &trees)?;

@@ -6,12 +6,21 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pgferry::bundle::manifest::Source;
 use pgferry::bundle::writer::BundleWriter;
-use pgferry::bundle::{BundleName, Manifest, FORMAT_VERSION};
+use pgferry::bundle::{BundleName, Kind, Manifest, FORMAT_VERSION};
+use pgferry::seal::Seal;
 use pgferry::cause;
 use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::settings::SenderSettings;
 use pgferry::store::{self, retention, Upload};
 use pgferry::watermark::{self, HeldBack, Watermark};
+
+/// The name a bundle made now is published under: its kind, time, codec, and `.age` when
+/// it is encrypted.
+pub fn bundle_name(settings: &SenderSettings, created: DateTime<Utc>, kind: Kind) -> BundleName {
+    BundleName::new(created, kind)
+        .with_codec(settings.compression.codec)
+        .encrypted(settings.bundle.encrypts())
+}
 
 /// A manifest with the bundle's identity filled in; tables, files and entries follow.
 pub fn new_manifest(
@@ -57,18 +66,24 @@ pub fn publish(
     mark: Option<Mark>,
     pack: impl FnOnce(&mut BundleWriter<Box<dyn Upload>>, &mut Manifest) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
-    if name.codec != settings.compression.codec {
+    if name != &bundle_name(settings, name.created, name.kind) {
         anyhow::bail!(
-            "bundle {name} is named for {}, but compression is {}",
-            name.codec,
-            settings.compression
+            "bundle {name} is not named for this config (compression {}, encrypted: {})",
+            settings.compression,
+            settings.bundle.encrypts()
         );
     }
+    // Before the upload starts: a key that does not load fails the job with nothing sent.
+    let seal = Seal::load(&settings.bundle)?;
     let store = store::open_for(&settings.remote, name.kind)?;
     let upload = store.put(name)?;
     let link = upload.link_watch();
-    tracing::info!(bundle = %name, store = %store.label(), compression = %settings.compression, "uploading {} bundle", name.kind);
-    let written = BundleWriter::new(upload, manifest.created_at, settings.compression)
+    tracing::info!(
+        bundle = %name, store = %store.label(), compression = %settings.compression,
+        signed_by = ?seal.signer.as_ref().map(|s| s.key_id().to_string()),
+        recipients = settings.bundle.encrypt_to.len(), "uploading {} bundle", name.kind
+    );
+    let written = BundleWriter::sealed(upload, manifest.created_at, settings.compression, &seal)
         .context("start the compressor")
         .and_then(|mut writer| pack(&mut writer, manifest).map(|()| writer))
         .and_then(|writer| {

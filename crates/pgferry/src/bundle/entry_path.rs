@@ -8,6 +8,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     Manifest,
+    /// The manifest's minisign signature, after it.
+    Signature,
     /// `schema/...`: DDL.
     Schema,
     /// `data/...`: dump parts of a complete bundle.
@@ -67,6 +69,7 @@ pub fn classify(path: &str) -> Result<EntryKind, UnsafePath> {
     }
     match parts.as_slice() {
         [super::MANIFEST_PATH] => Ok(EntryKind::Manifest),
+        [crate::seal::SIGNATURE_PATH] => Ok(EntryKind::Signature),
         ["schema", _] => Ok(EntryKind::Schema),
         ["data", _] => Ok(EntryKind::Data),
         ["rows", _] => Ok(EntryKind::Rows),

@@ -9,6 +9,7 @@ pub mod hashing;
 pub mod manifest;
 pub mod naming;
 pub mod reader;
+pub mod unpack;
 pub mod writer;
 
 pub use codec::{Codec, Compression};

@@ -9,14 +9,18 @@ use super::{Codec, Kind};
 
 const PREFIX: &str = "pgferry-";
 const TEMP_SUFFIX: &str = ".part";
+/// The suffix of a bundle encrypted with age.
+const AGE_SUFFIX: &str = ".age";
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.6fZ";
 
-/// `pgferry-20261122T094500.123456Z-complete.tar.gz` (or `.tar.zst`: the codec).
+/// `pgferry-20261122T094500.123456Z-complete.tar.gz` (or `.tar.zst`: the codec), with
+/// `.age` after it when the bundle is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BundleName {
     pub created: DateTime<Utc>,
     pub kind: Kind,
     pub codec: Codec,
+    pub encrypted: bool,
 }
 
 impl BundleName {
@@ -26,6 +30,7 @@ impl BundleName {
             created,
             kind,
             codec: Codec::Gzip,
+            encrypted: false,
         }
     }
 
@@ -33,13 +38,18 @@ impl BundleName {
         BundleName { codec, ..self }
     }
 
+    pub fn encrypted(self, encrypted: bool) -> BundleName {
+        BundleName { encrypted, ..self }
+    }
+
     /// The name it is published under.
     pub fn file_name(&self) -> String {
         format!(
-            "{PREFIX}{}-{}{}",
+            "{PREFIX}{}-{}{}{}",
             self.created.format(TIME_FORMAT),
             self.kind,
-            self.codec.suffix()
+            self.codec.suffix(),
+            if self.encrypted { AGE_SUFFIX } else { "" }
         )
     }
 
@@ -51,6 +61,10 @@ impl BundleName {
     /// Parses a published name; anything else (temporary names included) is `None`.
     pub fn parse(file_name: &str) -> Option<BundleName> {
         let rest = file_name.strip_prefix(PREFIX)?;
+        let (rest, encrypted) = match rest.strip_suffix(AGE_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         let (rest, codec) = [Codec::Gzip, Codec::Zstd]
             .into_iter()
             .find_map(|codec| Some((rest.strip_suffix(codec.suffix())?, codec)))?;
@@ -67,6 +81,7 @@ impl BundleName {
             created,
             kind,
             codec,
+            encrypted,
         };
         (name.file_name() == file_name).then_some(name)
     }
@@ -108,7 +123,13 @@ mod tests {
             zstd.file_name(),
             "pgferry-20261122T094500.123456Z-complete.tar.zst"
         );
-        assert_eq!(BundleName::parse(&zstd.file_name()), Some(zstd));
+        assert_eq!(BundleName::parse(&zstd.file_name()), Some(zstd.clone()));
+        let sealed = zstd.encrypted(true);
+        assert_eq!(
+            sealed.file_name(),
+            "pgferry-20261122T094500.123456Z-complete.tar.zst.age"
+        );
+        assert_eq!(BundleName::parse(&sealed.file_name()), Some(sealed));
     }
 
     #[test]

@@ -1,91 +1,93 @@
-//! Reads a bundle back: `verify` checks all of it before anything is touched (guarantee 2),
+//! Reads a bundle back: `verify` checks all of it before anything is touched (guarantees 2
+//! and 13),
 //! `with_entries` streams the entries again for the load and re-checks each checksum as
 //! it goes, so the load commits only bytes that were verified.
 //!
-//! Both passes read the file on a thread of their own ([`ReadAhead`]), which also hashes
-//! the file itself, while the calling thread decompresses and hashes the entries.
+//! Both passes open the file through [`unpack`]: it is read, hashed, decrypted and
+//! decompressed on threads of their own while the calling thread hashes the entries.
 
-use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::path::Path;
 
-use super::codec::{Codec, Decoder};
 use super::entry_path::{classify, EntryKind};
 use super::hashing::HashingReader;
 use super::naming::BundleName;
+use super::unpack::{self, Decompressed, OpenError};
 use super::{Entry, Manifest, FORMAT_VERSION, MANIFEST_PATH};
 use crate::pipe::ReadAhead;
+use crate::seal::{Identities, KeyId, OpenKeys, Refusal};
 
 /// The largest manifest accepted, so a crafted bundle cannot exhaust memory.
 const MANIFEST_LIMIT: u64 = 64 * 1024 * 1024;
+/// The largest signature accepted: a minisig file is a few hundred bytes.
+const SIGNATURE_LIMIT: u64 = 64 * 1024;
 
 /// A bundle that must not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bundle {bundle} failed verification: {problem}")]
 pub struct VerifyError {
     pub bundle: String,
-    pub problem: String,
+    pub problem: Problem,
+}
+
+/// What is wrong with a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// Damaged: it does not hold what its manifest says, or cannot be read.
+    #[error("{0}")]
+    Damaged(String),
+    /// Not to be trusted or not to be opened by this receiver's `[bundle]` keys.
+    #[error("{0}")]
+    Untrusted(#[from] Refusal),
 }
 
 /// A verified bundle.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verified {
     pub manifest: Manifest,
     /// SHA-256 of the bundle file itself.
     pub sha256: String,
     pub size: u64,
+    /// The trusted key it is signed by, when the receiver has trusted keys.
+    pub signed_by: Option<KeyId>,
+    /// What opens it again for the load, when it is encrypted.
+    identities: Identities,
 }
 
-/// Three threads: one reads and hashes the file, one decompresses, and the caller's
-/// parses the tar stream and hashes the entries.
-type Archive = tar::Archive<ReadAhead<Decompressed>>;
-
-/// The decompressed stream. At its end it checks that nothing follows the compressed
-/// stream in the file, and keeps the file's SHA-256 and size.
-struct Decompressed {
-    decoder: Option<Decoder<ReadAhead<HashingReader<File>>>>,
-    file: Option<(String, u64)>,
-}
-
-impl Read for Decompressed {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(decoder) = self.decoder.as_mut() else {
-            return Ok(0);
-        };
-        let n = decoder.read(buf)?;
-        if n > 0 || buf.is_empty() {
-            return Ok(n);
-        }
-        let mut input = self
-            .decoder
-            .take()
-            .ok_or_else(|| io::Error::other("the decoder is gone"))?
-            .into_inner()?;
-        if !input.fill_buf()?.is_empty() {
-            return Err(io::Error::other(
-                "bytes after the end of the compressed stream",
-            ));
-        }
-        self.file = Some(input.finish()?.finish());
-        Ok(0)
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("manifest", &self.manifest.name)
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .field("signed_by", &self.signed_by)
+            .finish_non_exhaustive()
     }
 }
 
-fn open(path: &Path) -> io::Result<Archive> {
-    // The name says how the bundle is compressed; a name that is not a bundle's is read
-    // as gzip, and `check_manifest` refuses it later.
-    let codec = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(BundleName::parse)
-        .map_or(Codec::Gzip, |name| name.codec);
-    let file = File::open(path)?;
-    let input = ReadAhead::new(HashingReader::new(file));
-    let decompressed = Decompressed {
-        decoder: Some(Decoder::new(input, codec)?),
-        file: None,
-    };
-    Ok(tar::Archive::new(ReadAhead::new(decompressed)))
+/// Bundles a load refused and moved aside, each with why; one error, so one alert.
+#[derive(Debug, thiserror::Error)]
+#[error("{}\nhint: the bundle was moved to {}/failed; run `sender complete` on the primary so the target catches up", lines(.refusals), .inbox.display())]
+pub struct Rejected {
+    pub refusals: Vec<VerifyError>,
+    pub inbox: std::path::PathBuf,
+}
+
+impl Rejected {
+    /// Whether any was refused for its signature or encryption rather than damage.
+    pub fn any_untrusted(&self) -> bool {
+        self.refusals
+            .iter()
+            .any(|r| matches!(r.problem, Problem::Untrusted(_)))
+    }
+}
+
+fn lines(refusals: &[VerifyError]) -> String {
+    refusals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn bundle_label(path: &Path) -> String {
@@ -94,20 +96,30 @@ fn bundle_label(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Checks every entry, the manifest, each size and checksum, and the codec's own checksum.
-pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
+/// Checks every entry, the manifest, each size and checksum, and the codec's own checksum;
+/// with trusted keys, the manifest's signature (which covers all of it, name and kind
+/// included); and opens an encrypted bundle with the identities.
+pub fn verify(path: &Path, keys: &OpenKeys) -> Result<Verified, VerifyError> {
     let bundle = bundle_label(path);
     let fail = |problem: String| VerifyError {
         bundle: bundle.clone(),
-        problem,
+        problem: Problem::Damaged(problem),
     };
     let io_fail = |err: io::Error| VerifyError {
         bundle: bundle.clone(),
-        problem: format!("cannot read it: {err}"),
+        problem: Problem::Damaged(format!("cannot read it: {err}")),
     };
-    let mut archive = open(path).map_err(io_fail)?;
+    let refuse = |refusal: Refusal| VerifyError {
+        bundle: bundle.clone(),
+        problem: Problem::Untrusted(refusal),
+    };
+    let mut archive = unpack::open(path, &keys.identities).map_err(|err| match err {
+        OpenError::Refused(refusal) => refuse(refusal),
+        OpenError::Io(err) => io_fail(err),
+    })?;
     let mut seen: Vec<Entry> = Vec::new();
-    let mut manifest: Option<Manifest> = None;
+    let mut manifest: Option<(Manifest, Vec<u8>)> = None;
+    let mut signature: Option<Vec<u8>> = None;
     let mut section = Section::Schema;
     for entry in archive.entries().map_err(io_fail)? {
         let mut entry = entry.map_err(io_fail)?;
@@ -121,6 +133,15 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
             )));
         }
         let kind = classify(&entry_path).map_err(|e| fail(e.to_string()))?;
+        if kind == EntryKind::Signature {
+            if manifest.is_none() || signature.is_some() {
+                return Err(fail(
+                    "the signature is not the one entry after the manifest".into(),
+                ));
+            }
+            signature = Some(read_small(&mut entry, SIGNATURE_LIMIT, "the signature").map_err(fail)?);
+            continue;
+        }
         if manifest.is_some() {
             return Err(fail(format!(
                 "entry {entry_path:?} comes after the manifest"
@@ -141,18 +162,10 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
             return Err(fail(format!("entry {entry_path:?} appears twice")));
         }
         if kind == EntryKind::Manifest {
-            if entry.size() > MANIFEST_LIMIT {
-                return Err(fail(format!(
-                    "the manifest is {} bytes, over the limit",
-                    entry.size()
-                )));
-            }
-            let mut text = Vec::new();
-            entry.read_to_end(&mut text).map_err(io_fail)?;
-            manifest = Some(
-                serde_json::from_slice(&text)
-                    .map_err(|e| fail(format!("the manifest is not valid: {e}")))?,
-            );
+            let text = read_small(&mut entry, MANIFEST_LIMIT, "the manifest").map_err(fail)?;
+            let parsed = serde_json::from_slice(&text)
+                .map_err(|e| fail(format!("the manifest is not valid: {e}")))?;
+            manifest = Some((parsed, text));
             continue;
         }
         let mut hashing = HashingReader::new(&mut entry);
@@ -164,14 +177,41 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
             sha256,
         });
     }
-    let manifest = manifest.ok_or_else(|| fail("it has no manifest (truncated?)".into()))?;
-    let (sha256, size) = finish_stream(archive).map_err(|e| fail(e.to_string()))?;
+    let (manifest, text) =
+        manifest.ok_or_else(|| fail("it has no manifest (truncated?)".into()))?;
+    let (sha256, size) = unpack::finish(archive).map_err(|e| fail(e.to_string()))?;
+    // The signature first: a forger's manifest can match its entries, never the key.
+    let signed_by = if keys.trusted.is_empty() {
+        None
+    } else {
+        Some(
+            keys.trusted
+                .check(&text, signature.as_deref(), &bundle)
+                .map_err(refuse)?,
+        )
+    };
     check_manifest(&manifest, &seen, path).map_err(fail)?;
     Ok(Verified {
         manifest,
         sha256,
         size,
+        signed_by,
+        identities: keys.identities.clone(),
     })
+}
+
+/// Reads a manifest or signature entry, refusing one over `limit` bytes so a crafted
+/// bundle cannot exhaust memory.
+fn read_small(entry: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{what} is over {limit} bytes, the limit"));
+    }
+    Ok(bytes)
 }
 
 /// The parts of a bundle, in the order they must come: the load reads the schema before
@@ -186,7 +226,7 @@ enum Section {
 impl Section {
     fn of(kind: &EntryKind) -> Option<Section> {
         match kind {
-            EntryKind::Manifest => None,
+            EntryKind::Manifest | EntryKind::Signature => None,
             EntryKind::Schema => Some(Section::Schema),
             EntryKind::Data | EntryKind::Rows | EntryKind::Changes => Some(Section::Database),
             EntryKind::File { .. } => Some(Section::Files),
@@ -200,21 +240,6 @@ impl Section {
             Section::Files => "file",
         }
     }
-}
-
-/// Drains the rest of the compressed stream (so its checksum is checked) and refuses
-/// trailing bytes.
-fn finish_stream(archive: Archive) -> io::Result<(String, u64)> {
-    let mut decompressed = archive.into_inner();
-    let mut rest = Vec::new();
-    decompressed.read_to_end(&mut rest)?;
-    if rest.iter().any(|&b| b != 0) {
-        return Err(io::Error::other("data after the end of the archive"));
-    }
-    decompressed
-        .finish()?
-        .file
-        .ok_or_else(|| io::Error::other("the compressed stream did not end"))
 }
 
 fn check_manifest(manifest: &Manifest, seen: &[Entry], path: &Path) -> Result<(), String> {
@@ -299,10 +324,14 @@ fn type_name(entry_type: tar::EntryType) -> &'static str {
 /// checked after it returns.
 pub fn with_entries<T>(
     path: &Path,
-    manifest: &Manifest,
+    verified: &Verified,
     read: impl FnOnce(&mut EntryStream<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut archive = open(path)?;
+    let manifest = &verified.manifest;
+    let mut archive = unpack::open(path, &verified.identities).map_err(|err| match err {
+        OpenError::Refused(refusal) => anyhow::Error::new(refusal),
+        OpenError::Io(err) => anyhow::Error::new(err),
+    })?;
     let mut stream = EntryStream {
         bundle: bundle_label(path),
         manifest,
@@ -332,10 +361,10 @@ pub struct EntryStream<'a> {
 /// checksum against the (already verified) manifest once `visit` has read it.
 pub fn read_entries(
     path: &Path,
-    manifest: &Manifest,
+    verified: &Verified,
     mut visit: impl FnMut(&EntryKind, &Entry, &mut dyn Read) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    with_entries(path, manifest, |stream| {
+    with_entries(path, verified, |stream| {
         while let Some((kind, entry)) = stream.next_entry()? {
             visit(&kind, entry, stream.body())?;
         }
@@ -352,7 +381,7 @@ impl<'a> EntryStream<'a> {
             let entry = entry?;
             let entry_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let kind = classify(&entry_path)?;
-            if kind == EntryKind::Manifest {
+            if matches!(kind, EntryKind::Manifest | EntryKind::Signature) {
                 continue;
             }
             let listed = self.manifest.entry(&entry_path).ok_or_else(|| {

@@ -2,8 +2,9 @@
 //! caller gives (an SFTP file on the sender). Nothing is staged on disk; the only buffer is
 //! one dump part, of bounded size, because tar must know an entry's size before its data.
 //!
-//! The compressed bytes go to `out` on a thread of their own ([`WriteBehind`]): hashing
-//! the bundle and the upload's encryption and network waits overlap with compression.
+//! The compressed bytes go to `out` on a thread of their own ([`WriteBehind`]): the age
+//! encryption of a sealed bundle, hashing it, and the upload's own encryption and network
+//! waits overlap with compression. A sealed bundle's manifest is signed as it is written.
 
 use std::io::{self, Read, Write};
 
@@ -14,6 +15,7 @@ use super::entry_path::{classify, EntryKind};
 use super::hashing::{sha256_hex, HashingReader, HashingWriter};
 use super::{Entry, Manifest, MANIFEST_PATH};
 use crate::pipe::WriteBehind;
+use crate::seal::{Encrypting, Seal, Signer, SIGNATURE_PATH};
 
 /// Size of one dump part. While one part is compressed, `pg_dump` keeps writing into the
 /// read-ahead behind it ([`crate::pipe`]), which holds about as much: with parts much
@@ -22,7 +24,8 @@ use crate::pipe::WriteBehind;
 pub const PART_SIZE: usize = 4 * 1024 * 1024;
 
 pub struct BundleWriter<W: Write + Send + 'static> {
-    tar: tar::Builder<Encoder<WriteBehind<HashingWriter<W>>>>,
+    tar: tar::Builder<Encoder<WriteBehind<Encrypting<HashingWriter<W>>>>>,
+    signer: Option<std::sync::Arc<Signer>>,
     entries: Vec<Entry>,
     mtime: u64,
     buffer: Vec<u8>,
@@ -41,12 +44,25 @@ pub struct Written {
 }
 
 impl<W: Write + Send + 'static> BundleWriter<W> {
+    /// A bundle neither signed nor encrypted.
     pub fn new(out: W, created: DateTime<Utc>, compression: Compression) -> io::Result<Self> {
-        let encoder = Encoder::new(WriteBehind::new(HashingWriter::new(out)), compression)?;
+        Self::sealed(out, created, compression, &Seal::default())
+    }
+
+    /// A bundle signed and encrypted as `seal` says (each only when it has keys).
+    pub fn sealed(
+        out: W,
+        created: DateTime<Utc>,
+        compression: Compression,
+        seal: &Seal,
+    ) -> io::Result<Self> {
+        let encrypting = Encrypting::new(HashingWriter::new(out), &seal.recipients)?;
+        let encoder = Encoder::new(WriteBehind::new(encrypting), compression)?;
         let mut tar = tar::Builder::new(encoder);
         tar.mode(tar::HeaderMode::Deterministic);
         Ok(BundleWriter {
             tar,
+            signer: seal.signer.clone(),
             entries: Vec::new(),
             mtime: u64::try_from(created.timestamp()).unwrap_or(0),
             buffer: Vec::new(),
@@ -155,23 +171,36 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
         Ok(paths)
     }
 
-    /// Writes the manifest (with every entry so far) as the last entry and ends the stream.
+    /// Writes the manifest (with every entry so far) and, with a signing key, its
+    /// signature as the last entries, and ends the stream.
     pub fn finish(mut self, manifest: &mut Manifest) -> io::Result<(W, Written)> {
         manifest.entries = self.entries.clone();
         let json = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(json.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(self.mtime);
-        self.tar.get_mut().expect_compressible(true)?;
-        self.tar
-            .append_data(&mut header, MANIFEST_PATH, json.as_slice())?;
+        self.append_trailer(MANIFEST_PATH, &json)?;
+        if let Some(signer) = self.signer.take() {
+            let signature = signer
+                .sign(&json, &manifest.name)
+                .map_err(|e| io::Error::other(format!("sign the manifest with {}: {e}", signer.path.display())))?;
+            self.append_trailer(SIGNATURE_PATH, signature.as_bytes())?;
+        }
         let encoder = self.tar.into_inner()?;
-        let hashing = encoder.finish()?.finish()?;
+        let hashing = encoder.finish()?.finish()?.finish()?;
         let (mut out, sha256, size) = hashing.finish();
         out.flush()?;
         Ok((out, Written { sha256, size }))
+    }
+}
+
+impl<W: Write + Send + 'static> BundleWriter<W> {
+    /// An entry after the listed ones: the manifest, and its signature.
+    fn append_trailer(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(self.mtime);
+        self.tar.get_mut().expect_compressible(true)?;
+        self.tar.append_data(&mut header, path, bytes)
     }
 }
 

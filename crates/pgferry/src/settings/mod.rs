@@ -15,6 +15,7 @@ macro_rules! deserialize_from_str {
 }
 
 pub mod alerts;
+pub mod bundle_keys;
 pub mod connection;
 mod error;
 pub mod metrics;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::alerts::AlertSettings;
+use super::bundle_keys::OpenSettings;
 use super::connection::{libpq_section, PortValue};
 use super::sender::StateSettings;
 pub use super::store::Inbox;
@@ -22,6 +23,9 @@ pub struct ReceiverSettings {
     pub postprocess: Option<Postprocess>,
     #[serde(default)]
     pub complete: CompleteSettings,
+    /// `[bundle]`: the keys bundles must be signed by, and the identities that open them.
+    #[serde(default)]
+    pub bundle: OpenSettings,
     pub state: StateSettings,
     pub alerts: AlertSettings,
     pub schedule: ReceiverSchedule,

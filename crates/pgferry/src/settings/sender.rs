@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::alerts::AlertSettings;
+use super::bundle_keys::SealSettings;
 use super::connection::{libpq_section, PortValue};
 use super::names::{ColumnRef, TablePattern};
 pub use super::store::{Remote, S3Remote, SftpRemote};
@@ -22,6 +23,9 @@ pub struct SenderSettings {
     /// `compression = "zstd"`, or `[compression]` with `codec` and `level`; default gzip 2.
     #[serde(default)]
     pub compression: Compression,
+    /// `[bundle]`: the signing key and the encryption recipients.
+    #[serde(default)]
+    pub bundle: SealSettings,
     pub state: StateSettings,
     pub alerts: AlertSettings,
     pub schedule: SenderSchedule,

@@ -16,6 +16,7 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
     checks::running_user(&mut report);
     checks::pg_tool(&mut report, "psql");
     checks::database(&mut report, &Psql::new(settings.target.connection()));
+    pgferry::seal::probe::receiver(&mut report, &settings.bundle);
     if let Some(store) = &settings.inbox.store {
         // Read access is all a receiver needs, and all it is asked for.
         checks::s3_store(&mut report, store, false);

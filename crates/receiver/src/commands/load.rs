@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use pgferry::bundle::reader::Verified;
+use pgferry::bundle::reader::{Rejected, Verified};
+use pgferry::seal::OpenKeys;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::cause::{Cause, CauseExt};
 use pgferry::checks::free_space;
@@ -57,14 +58,15 @@ pub fn load(
     progress: &Progress,
 ) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
     remove_install_leftovers(settings)?;
-    let fetched = fetch::fetch(settings)?;
+    let keys = OpenKeys::load(&settings.bundle)?;
+    let fetched = fetch::fetch(settings, &keys)?;
     let pending = inbox::pending(&settings.inbox.dir)?;
     if pending.is_empty() {
         tracing::info!(inbox = %settings.inbox.dir.display(), "nothing to load");
     }
-    let mut queue = supersede::start_at_newest_complete(settings, pending, fetched.start)?;
+    let mut queue = supersede::start_at_newest_complete(settings, pending, fetched.start, &keys)?;
     queue.rejected.splice(0..0, fetched.rejected);
-    let result = load_queue(settings, queue, once, progress);
+    let result = load_queue(settings, queue, &keys, once, progress);
     unblock_when_gone(settings)?;
     result
 }
@@ -84,6 +86,7 @@ fn remove_install_leftovers(settings: &ReceiverSettings) -> anyhow::Result<()> {
 fn load_queue(
     settings: &ReceiverSettings,
     queue: supersede::Queue,
+    keys: &OpenKeys,
     once: bool,
     progress: &Progress,
 ) -> anyhow::Result<Vec<(BundleName, Outcome)>> {
@@ -95,7 +98,7 @@ fn load_queue(
         let path = settings.inbox.dir.join(name.file_name());
         let verified = match start.take() {
             Some((first, verified)) if first == name => Ok(verified),
-            _ => inbox::verify_or_reject(&settings.inbox.dir, &name)?,
+            _ => inbox::verify_or_reject(&settings.inbox.dir, &name, keys)?,
         };
         let verified = match verified {
             Ok(verified) => verified,
@@ -117,11 +120,11 @@ fn load_queue(
         done.push((name, outcome));
     }
     if !rejected.is_empty() {
-        bail!(
-            "{}\nhint: the bundle was moved to {}/failed; run `sender complete` on the primary so the target catches up",
-            rejected.join("\n"),
-            settings.inbox.dir.display()
-        );
+        return Err(Rejected {
+            refusals: rejected,
+            inbox: settings.inbox.dir.clone(),
+        }
+        .into());
     }
     Ok(done)
 }

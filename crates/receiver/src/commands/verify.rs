@@ -1,12 +1,27 @@
 //! `receiver verify BUNDLE`: checks a bundle and prints its manifest; changes nothing.
+//! With a config, its `[bundle]` keys check the signature and open an encrypted bundle,
+//! as a load would; without one, only integrity is checked.
 
 use std::path::Path;
 
 use pgferry::bundle::reader::verify;
+use pgferry::bundle::BundleName;
 use pgferry::exit::Exit;
+use pgferry::seal::OpenKeys;
+use pgferry::settings::ReceiverSettings;
 
-pub fn run(bundle: &Path) -> anyhow::Result<Exit> {
-    match verify(bundle) {
+pub fn run(config: &Path, bundle: &Path) -> anyhow::Result<Exit> {
+    let keys = if config.exists() {
+        OpenKeys::load(&ReceiverSettings::read(config)?.bundle)?
+    } else {
+        OpenKeys::default()
+    };
+    let encrypted = bundle
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(BundleName::parse)
+        .is_some_and(|name| name.encrypted);
+    match verify(bundle, &keys) {
         Ok(verified) => {
             let m = &verified.manifest;
             println!("bundle:        {}", m.name);
@@ -25,6 +40,14 @@ pub fn run(bundle: &Path) -> anyhow::Result<Exit> {
                 );
             }
             println!("format:        {}", m.format_version);
+            match verified.signed_by {
+                Some(key) => println!("signature:     good, by trusted key {key}"),
+                None => println!("signature:     not checked ([bundle] trusted_keys is not set)"),
+            }
+            println!(
+                "encryption:    {}",
+                if encrypted { "age, opened" } else { "none" }
+            );
             println!(
                 "size:          {} bytes, sha256 {}",
                 verified.size, verified.sha256

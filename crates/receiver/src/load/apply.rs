@@ -62,7 +62,7 @@ pub fn apply(
         plan,
         progress,
     };
-    with_entries(path, manifest, |stream| {
+    with_entries(path, verified, |stream| {
         let mut entries = Entries::start(stream, progress)?;
         let schema = read_schema(&mut entries)?;
         let mut applied = Applied::default();

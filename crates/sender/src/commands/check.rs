@@ -30,6 +30,7 @@ pub fn run(config: &Path) -> anyhow::Result<Exit> {
             logical(&mut report, &settings, &psql);
         }
     }
+    pgferry::seal::probe::sender(&mut report, &settings.bundle);
     for set in &settings.files {
         checks::dir_readable(&mut report, &format!("files {}", set.name), &set.dir);
     }

@@ -20,7 +20,7 @@ use pgferry::progress::Progress;
 use pgferry::settings::names::QualifiedName;
 use pgferry::settings::{ChangeSource, SenderSettings};
 
-use crate::publish::{new_manifest, publish, Mark};
+use crate::publish::{bundle_name, new_manifest, publish, Mark};
 use crate::snapshot::Snapshot;
 use crate::{dump, logical, pack, tables};
 
@@ -51,8 +51,7 @@ pub fn complete(settings: &SenderSettings, progress: &Progress) -> anyhow::Resul
     };
     // Named by the database's clock, like the windows: a local clock that jumps cannot
     // reorder bundles on the receiver.
-    let name =
-        BundleName::new(snapshot.time, Kind::Complete).with_codec(settings.compression.codec);
+    let name = bundle_name(settings, snapshot.time, Kind::Complete);
     let catalog = snapshot.tables()?;
     let trees = snapshot.partition_trees()?;
     let tables = tables::complete_tables(settings, &catalog, &trees)?;

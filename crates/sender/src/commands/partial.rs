@@ -12,7 +12,7 @@ use pgferry::pg::catalog::{ForeignKey, FOREIGN_KEYS_SQL};
 use pgferry::pg::Psql;
 use pgferry::settings::{ChangeSource, SenderSettings};
 
-use crate::publish::{new_manifest, publish, Mark};
+use crate::publish::{bundle_name, new_manifest, publish, Mark};
 use crate::snapshot::Snapshot;
 use crate::{logical, pack, partial_tables, rows, selection, window};
 
@@ -37,7 +37,7 @@ pub fn partial(settings: &SenderSettings, minutes: Option<u32>) -> anyhow::Resul
     let psql = Psql::new(settings.source.connection());
     let mut snapshot = Snapshot::open(&psql)?;
     // Named by the database's clock, like the window: see `complete`.
-    let name = BundleName::new(snapshot.time, Kind::Partial).with_codec(settings.compression.codec);
+    let name = bundle_name(settings, snapshot.time, Kind::Partial);
     let catalog = snapshot.tables()?;
     let configured = partial_tables::resolve(settings, &catalog, &mut snapshot)?;
     let (end, held_back) = snapshot.limit();

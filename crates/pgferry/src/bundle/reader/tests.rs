@@ -1,11 +1,14 @@
 //! Round trips through the writer and every way a bundle can be refused.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
 use chrono::Utc;
 
 use super::*;
+use crate::bundle::Codec;
+use crate::seal::OpenKeys;
 use crate::bundle::manifest::{Kind, Source};
 use crate::bundle::noise;
 use crate::bundle::writer::BundleWriter;
@@ -69,11 +72,11 @@ fn a_written_bundle_verifies_and_reads_back() {
     for codec in CODECS {
         let dir = tempfile::tempdir().unwrap();
         let path = write_bundle(dir.path(), codec);
-        let verified = verify(&path).unwrap();
+        let verified = verify(&path, &OpenKeys::default()).unwrap();
         assert_eq!(verified.manifest.entries.len(), 7);
         assert_eq!(verified.size, std::fs::metadata(&path).unwrap().len());
         let mut data = Vec::new();
-        read_entries(&path, &verified.manifest, |kind, _, reader| {
+        read_entries(&path, &verified, |kind, _, reader| {
             if *kind == EntryKind::Data {
                 reader.read_to_end(&mut data)?;
             }
@@ -93,7 +96,7 @@ fn a_flipped_byte_is_refused() {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x01;
         std::fs::write(&path, bytes).unwrap();
-        let err = verify(&path).unwrap_err();
+        let err = verify(&path, &OpenKeys::default()).unwrap_err();
         assert!(
             err.to_string().starts_with(&format!(
                 "bundle {} failed verification",
@@ -111,7 +114,7 @@ fn a_truncated_bundle_is_refused() {
         let path = write_bundle(dir.path(), codec);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
-        assert!(verify(&path).is_err());
+        assert!(verify(&path, &OpenKeys::default()).is_err());
     }
 }
 
@@ -126,9 +129,9 @@ fn trailing_bytes_are_refused() {
             .unwrap()
             .write_all(b"junk")
             .unwrap();
-        let err = verify(&path).unwrap_err();
+        let err = verify(&path, &OpenKeys::default()).unwrap_err();
         assert!(
-            err.problem
+            err.problem.to_string()
                 .contains("after the end of the compressed stream"),
             "{err}"
         );
@@ -146,9 +149,9 @@ fn a_renamed_bundle_is_refused() {
                 .file_name(),
         );
         std::fs::rename(&path, &other).unwrap();
-        let err = verify(&other).unwrap_err();
+        let err = verify(&other, &OpenKeys::default()).unwrap_err();
         assert!(
-            err.problem
+            err.problem.to_string()
                 .starts_with("its name does not match the manifest"),
             "{err}"
         );
@@ -172,9 +175,9 @@ fn entries_out_of_their_order_are_refused() {
         writer.append_bytes(first, b"1").unwrap();
         writer.append_bytes(second, b"2").unwrap();
         writer.finish(&mut manifest(&name)).unwrap();
-        let err = verify(&path).unwrap_err();
+        let err = verify(&path, &OpenKeys::default()).unwrap_err();
         assert_eq!(
-            err.problem,
+            err.problem.to_string(),
             format!("entry {second:?} comes after the {section} entries")
         );
         std::fs::remove_file(&path).unwrap();

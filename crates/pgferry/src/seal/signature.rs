@@ -1,0 +1,258 @@
+//! minisign signatures of a bundle's manifest. The manifest lists the size and SHA-256 of
+//! every entry, and the bundle's name, kind and creation time, so signing its exact bytes
+//! signs the whole bundle. The signature travels in the bundle as the entry after the
+//! manifest, in minisign's own `.minisig` format, so the `minisign` program checks it too.
+//! Its trusted comment names the bundle: a signature moved to another name fails.
+
+use std::fmt;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::key_file::{self, KeyFileError, KeyProblem, KeyRole};
+use super::refusal::Refusal;
+
+/// The signature's entry path inside the archive, after the manifest.
+pub const SIGNATURE_PATH: &str = "MANIFEST.json.minisig";
+
+/// What the trusted comment of a bundle's signature says.
+pub fn trusted_comment(bundle: &str) -> String {
+    format!("pgferry bundle {bundle}")
+}
+
+/// A minisign key ID, printed as `minisign` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(pub u64);
+
+impl KeyId {
+    fn of(keynum: &[u8]) -> KeyId {
+        let mut bytes = [0u8; 8];
+        let n = keynum.len().min(8);
+        bytes[..n].copy_from_slice(&keynum[..n]);
+        KeyId(u64::from_le_bytes(bytes))
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016X}", self.0)
+    }
+}
+
+/// The sender's secret key, with the public half it proves itself against.
+pub struct Signer {
+    secret: minisign::SecretKey,
+    public: minisign::PublicKey,
+    pub path: PathBuf,
+}
+
+impl Signer {
+    pub fn load(path: &Path) -> Result<Signer, KeyFileError> {
+        let role = KeyRole::SignKey;
+        let text = key_file::read(role, path)?;
+        let fail = |problem| KeyFileError::new(role, path, problem);
+        let boxed = minisign::SecretKeyBox::from_string(&text)
+            .map_err(|e| fail(KeyProblem::NotSecretKey(e.to_string())))?;
+        if is_password_protected(&text) {
+            return Err(fail(KeyProblem::PasswordProtected));
+        }
+        let secret = minisign::SecretKey::from_unencrypted_box(boxed)
+            .map_err(|e| fail(KeyProblem::NotSecretKey(e.to_string())))?;
+        let public = minisign::PublicKey::from_secret_key(&secret)
+            .map_err(|e| fail(KeyProblem::NotSecretKey(e.to_string())))?;
+        Ok(Signer {
+            secret,
+            public,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        KeyId::of(self.public.keynum())
+    }
+
+    /// The public key, as the `.pub` file holds it.
+    pub fn public_key_text(&self) -> String {
+        self.public.to_base64()
+    }
+
+    /// The signature of `manifest` for `bundle`, as the text of a `.minisig` file.
+    pub fn sign(&self, manifest: &[u8], bundle: &str) -> Result<String, minisign::PError> {
+        let signature = minisign::sign(
+            Some(&self.public),
+            &self.secret,
+            Cursor::new(manifest),
+            Some(&trusted_comment(bundle)),
+            Some(&format!("signature from pgferry sender key {}", self.key_id())),
+        )?;
+        Ok(signature.into_string())
+    }
+
+    /// The key as a receiver trusts it, for the sender's own probe.
+    pub fn as_trusted(&self) -> TrustedKeys {
+        TrustedKeys {
+            keys: Arc::new(vec![(self.path.clone(), self.public.clone())]),
+        }
+    }
+}
+
+/// Whether a minisign secret key file holds a key encrypted with a password: its key
+/// derivation algorithm (bytes 2 and 3 of the key) is scrypt's `Sc`, not zero.
+fn is_password_protected(text: &str) -> bool {
+    use base64::Engine;
+    text.lines()
+        .nth(1)
+        .and_then(|line| {
+            base64::engine::general_purpose::STANDARD
+                .decode(line.trim())
+                .ok()
+        })
+        .is_some_and(|bytes| bytes.get(2..4) == Some(b"Sc".as_slice()))
+}
+
+/// The public keys a receiver accepts signatures from. Several at once, so a sender can
+/// move to a new key without a window of refused bundles.
+#[derive(Clone, Default)]
+pub struct TrustedKeys {
+    keys: Arc<Vec<(PathBuf, minisign::PublicKey)>>,
+}
+
+impl TrustedKeys {
+    pub fn load(paths: &[PathBuf]) -> Result<TrustedKeys, KeyFileError> {
+        let role = KeyRole::TrustedKey;
+        let mut keys = Vec::new();
+        for path in paths {
+            let text = key_file::read(role, path)?;
+            let key = minisign::PublicKeyBox::from_string(&text)
+                .and_then(|boxed| boxed.into_public_key())
+                .or_else(|_| minisign::PublicKey::from_base64(text.trim()))
+                .map_err(|e| {
+                    KeyFileError::new(role, path, KeyProblem::NotPublicKey(e.to_string()))
+                })?;
+            keys.push((path.clone(), key));
+        }
+        Ok(TrustedKeys {
+            keys: Arc::new(keys),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Each key's file and ID, for `check` and the refusals.
+    pub fn ids(&self) -> Vec<(PathBuf, KeyId)> {
+        self.keys
+            .iter()
+            .map(|(path, key)| (path.clone(), KeyId::of(key.keynum())))
+            .collect()
+    }
+
+    /// Checks that `signature` (the `.minisig` text, if the bundle has one) signs exactly
+    /// `manifest` for the bundle named `bundle`, by one of these keys; returns the key.
+    pub fn check(
+        &self,
+        manifest: &[u8],
+        signature: Option<&[u8]>,
+        bundle: &str,
+    ) -> Result<KeyId, Refusal> {
+        let text = signature.ok_or(Refusal::Unsigned)?;
+        let text = std::str::from_utf8(text)
+            .map_err(|_| Refusal::MalformedSignature("it is not text".into()))?;
+        let signature = minisign::SignatureBox::from_string(text)
+            .map_err(|e| Refusal::MalformedSignature(e.to_string()))?;
+        let signed_by = KeyId::of(signature.keynum());
+        let Some((_, key)) = self
+            .keys
+            .iter()
+            .find(|(_, key)| key.keynum() == signature.keynum())
+        else {
+            return Err(Refusal::UnknownKey {
+                signed_by,
+                trusted: self
+                    .ids()
+                    .iter()
+                    .map(|(path, id)| format!("{id} in {}", path.display()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        // Legacy (not prehashed) signatures are refused: pgferry never makes them.
+        minisign::verify(key, &signature, Cursor::new(manifest), true, false, false)
+            .map_err(|_| Refusal::BadSignature(signed_by))?;
+        let comment = signature
+            .trusted_comment()
+            .map_err(|e| Refusal::MalformedSignature(e.to_string()))?;
+        if comment != trusted_comment(bundle) {
+            return Err(Refusal::WrongName {
+                signed_as: comment
+                    .strip_prefix("pgferry bundle ")
+                    .unwrap_or(&comment)
+                    .to_string(),
+                name: bundle.to_string(),
+            });
+        }
+        Ok(signed_by)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(dir: &Path, name: &str) -> Signer {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            pair.sk.to_box(None).unwrap().into_string().as_bytes(),
+        )
+        .unwrap();
+        Signer::load(&path).unwrap()
+    }
+
+    #[test]
+    fn a_signature_holds_only_for_its_manifest_its_name_and_a_trusted_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = signer(dir.path(), "old.key");
+        let new = signer(dir.path(), "new.key");
+        let manifest = br#"{"name":"b"}"#;
+        let signed = old.sign(manifest, "b").unwrap();
+        let trusted = old.as_trusted();
+        assert_eq!(
+            trusted.check(manifest, Some(signed.as_bytes()), "b"),
+            Ok(old.key_id())
+        );
+        assert_eq!(
+            trusted.check(br#"{"name":"c"}"#, Some(signed.as_bytes()), "b"),
+            Err(Refusal::BadSignature(old.key_id()))
+        );
+        assert!(matches!(
+            trusted.check(manifest, Some(signed.as_bytes()), "c"),
+            Err(Refusal::WrongName { .. })
+        ));
+        assert_eq!(trusted.check(manifest, None, "b"), Err(Refusal::Unsigned));
+        let by_new = new.sign(manifest, "b").unwrap();
+        assert!(matches!(
+            trusted.check(manifest, Some(by_new.as_bytes()), "b"),
+            Err(Refusal::UnknownKey { signed_by, .. }) if signed_by == new.key_id()
+        ));
+        assert!(matches!(
+            trusted.check(manifest, Some(b"not a signature"), "b"),
+            Err(Refusal::MalformedSignature(_))
+        ));
+    }
+
+    #[test]
+    fn a_password_protected_key_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = minisign::KeyPair::generate_encrypted_keypair(Some("pw".into())).unwrap();
+        let path = dir.path().join("locked.key");
+        std::fs::write(&path, pair.sk.to_box(None).unwrap().into_string()).unwrap();
+        let err = Signer::load(&path).err().unwrap();
+        assert!(matches!(err.problem, KeyProblem::PasswordProtected), "{err}");
+        std::fs::write(&path, "untrusted comment: x\nnot base64\n").unwrap();
+        let err = Signer::load(&path).err().unwrap();
+        assert!(matches!(err.problem, KeyProblem::NotSecretKey(_)), "{err}");
+    }
+}
