@@ -6,6 +6,8 @@
 #   - an OpenSSH sshd on a loopback port with its own host key and config (never port 22,
 #     never /etc/ssh), a client key pair and a known_hosts file;
 #   - an SMTP server (Debian's python3-aiosmtpd) that stores every message it receives;
+#   - the `minisign` and `age` programs (Debian's), which make the keys of signed and
+#     encrypted bundles and check and open such a bundle by hand;
 #   - an S3-compatible server (moto in server mode, from pip: a python3 on PATH that has pip,
 #     else a venv in /var/lib/pgferry-test/venv) with two IAM users, a writer (s3:*) and a
 #     read-only reader, and authentication enforced (scripts/testenv_s3.py sets it up and
@@ -24,7 +26,7 @@ OS_USER=pgferry-test
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 S3_VENV=/var/lib/$OS_USER/venv
 S3_REGION=us-east-1
-PACKAGES=(postgresql-15 postgresql-client-15 openssh-server openssh-client python3-aiosmtpd libssl-dev pkg-config faketime bsdutils)
+PACKAGES=(postgresql-15 postgresql-client-15 openssh-server openssh-client python3-aiosmtpd libssl-dev pkg-config faketime bsdutils minisign age)
 
 log() { echo "testenv: $*" >&2; }
 die() { log "$*"; exit 1; }

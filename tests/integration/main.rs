@@ -36,4 +36,5 @@ mod remote;
 mod replace;
 mod s3;
 mod schemas;
+mod sealed;
 mod store;

@@ -103,10 +103,7 @@ impl Cause {
                     Cause::BundleDamaged
                 });
             }
-            if link
-                .downcast_ref::<crate::seal::KeyFileError>()
-                .is_some()
-            {
+            if link.downcast_ref::<crate::seal::KeyFileError>().is_some() {
                 return Some(Cause::Keys);
             }
             if let Some(s3) = link.downcast_ref::<crate::store::s3::S3Error>() {

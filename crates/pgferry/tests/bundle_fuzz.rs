@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use pgferry::seal::OpenKeys;
 use pgferry::bundle::manifest::{Entry, Source};
 use pgferry::bundle::reader::{read_entries, verify};
 use pgferry::bundle::writer::BundleWriter;
 use pgferry::bundle::{BundleName, Kind, Manifest, FORMAT_VERSION};
+use pgferry::seal::OpenKeys;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
@@ -106,7 +106,10 @@ fn entries() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
 /// Verifies and, when verification passes, reads every entry back; never panics.
 fn verdict(path: &Path) -> Result<Manifest, String> {
     let verified = verify(path, &OpenKeys::default()).map_err(|e| {
-        assert!(!e.problem.to_string().is_empty(), "a refusal without a reason");
+        assert!(
+            !e.problem.to_string().is_empty(),
+            "a refusal without a reason"
+        );
         e.problem.to_string()
     })?;
     read_entries(path, &verified, |_, _, reader| {

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pgferry::bundle::reader::{Verified, VerifyError};
-use pgferry::seal::OpenKeys;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::cause::{self, Cause};
 use pgferry::checks::free_space;
+use pgferry::seal::OpenKeys;
 use pgferry::settings::{ReceiverSettings, Size};
 use pgferry::store::{S3Store, Store, Stored};
 use serde::{Deserialize, Serialize};

@@ -9,9 +9,9 @@ use std::path::Path;
 use anyhow::Context;
 use pgferry::bundle::hashing::HashingReader;
 use pgferry::bundle::reader::{Verified, VerifyError};
-use pgferry::seal::OpenKeys;
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::pg::Psql;
+use pgferry::seal::OpenKeys;
 use pgferry::settings::ReceiverSettings;
 
 use crate::inbox;

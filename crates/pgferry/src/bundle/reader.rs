@@ -139,7 +139,8 @@ pub fn verify(path: &Path, keys: &OpenKeys) -> Result<Verified, VerifyError> {
                     "the signature is not the one entry after the manifest".into(),
                 ));
             }
-            signature = Some(read_small(&mut entry, SIGNATURE_LIMIT, "the signature").map_err(fail)?);
+            signature =
+                Some(read_small(&mut entry, SIGNATURE_LIMIT, "the signature").map_err(fail)?);
             continue;
         }
         if manifest.is_some() {
@@ -202,15 +203,20 @@ pub fn verify(path: &Path, keys: &OpenKeys) -> Result<Verified, VerifyError> {
 
 /// Reads a manifest or signature entry, refusing one over `limit` bytes so a crafted
 /// bundle cannot exhaust memory.
-fn read_small(entry: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+fn read_small<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    // The header's size first: a crafted one is refused without reading its bytes.
+    if entry.size() > limit {
+        return Err(format!("{what} is {} bytes, over the limit", entry.size()));
+    }
     let mut bytes = Vec::new();
     entry
-        .take(limit + 1)
+        .take(limit)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read it: {e}"))?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("{what} is over {limit} bytes, the limit"));
-    }
     Ok(bytes)
 }
 
@@ -422,5 +428,7 @@ impl<'a> EntryStream<'a> {
     }
 }
 
+#[cfg(test)]
+mod sealed_tests;
 #[cfg(test)]
 mod tests;

@@ -178,9 +178,12 @@ impl<W: Write + Send + 'static> BundleWriter<W> {
         let json = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
         self.append_trailer(MANIFEST_PATH, &json)?;
         if let Some(signer) = self.signer.take() {
-            let signature = signer
-                .sign(&json, &manifest.name)
-                .map_err(|e| io::Error::other(format!("sign the manifest with {}: {e}", signer.path.display())))?;
+            let signature = signer.sign(&json, &manifest.name).map_err(|e| {
+                io::Error::other(format!(
+                    "sign the manifest with {}: {e}",
+                    signer.path.display()
+                ))
+            })?;
             self.append_trailer(SIGNATURE_PATH, signature.as_bytes())?;
         }
         let encoder = self.tar.into_inner()?;

@@ -9,7 +9,9 @@ pub enum Refusal {
     Unsigned,
     #[error("it is signed by key {signed_by}, which is not one of the [bundle] trusted_keys ({trusted})")]
     UnknownKey { signed_by: KeyId, trusted: String },
-    #[error("its signature by key {0} does not match its manifest: it was changed after it was signed")]
+    #[error(
+        "its signature by key {0} does not match its manifest: it was changed after it was signed"
+    )]
     BadSignature(KeyId),
     #[error("it was signed as {signed_as:?}, not as {name:?}: a renamed or replayed bundle")]
     WrongName { signed_as: String, name: String },
@@ -19,6 +21,8 @@ pub enum Refusal {
     NoIdentities,
     #[error("none of the [bundle] identities opens it: it was encrypted to other recipients")]
     NoMatchingIdentity,
+    #[error("it was applied before, and {newer} since: an old bundle put back in the inbox or store (replayed); it is not applied again")]
+    Replayed { newer: String },
     #[error("its age encryption cannot be opened (changed, or not an age file): {0}")]
     BadEncryption(String),
 }

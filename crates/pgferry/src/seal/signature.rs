@@ -51,20 +51,25 @@ impl Signer {
         let role = KeyRole::SignKey;
         let text = key_file::read(role, path)?;
         let fail = |problem| KeyFileError::new(role, path, problem);
-        let boxed = minisign::SecretKeyBox::from_string(&text)
-            .map_err(|e| fail(KeyProblem::NotSecretKey(e.to_string())))?;
-        if is_password_protected(&text) {
-            return Err(fail(KeyProblem::PasswordProtected));
-        }
-        let secret = minisign::SecretKey::from_unencrypted_box(boxed)
+        let bytes = secret_key_bytes(&text).map_err(fail)?;
+        // Read from its bytes rather than through `SecretKey::from_unencrypted_box`: that
+        // demands a checksum which `minisign -G -W` (0.11, Debian's) leaves as zeros. The
+        // probe signature below catches a damaged key instead.
+        let secret = minisign::SecretKey::from_bytes(&bytes)
             .map_err(|e| fail(KeyProblem::NotSecretKey(e.to_string())))?;
         let public = minisign::PublicKey::from_secret_key(&secret)
             .map_err(|e| fail(KeyProblem::NotSecretKey(e.to_string())))?;
-        Ok(Signer {
+        let signer = Signer {
             secret,
             public,
             path: path.to_path_buf(),
-        })
+        };
+        signer.sign(b"probe", "probe").map_err(|_| {
+            fail(KeyProblem::NotSecretKey(
+                "its halves do not match: it is damaged".into(),
+            ))
+        })?;
+        Ok(signer)
     }
 
     pub fn key_id(&self) -> KeyId {
@@ -83,7 +88,10 @@ impl Signer {
             &self.secret,
             Cursor::new(manifest),
             Some(&trusted_comment(bundle)),
-            Some(&format!("signature from pgferry sender key {}", self.key_id())),
+            Some(&format!(
+                "signature from pgferry sender key {}",
+                self.key_id()
+            )),
         )?;
         Ok(signature.into_string())
     }
@@ -96,18 +104,30 @@ impl Signer {
     }
 }
 
-/// Whether a minisign secret key file holds a key encrypted with a password: its key
-/// derivation algorithm (bytes 2 and 3 of the key) is scrypt's `Sc`, not zero.
-fn is_password_protected(text: &str) -> bool {
+/// The bytes of a minisign secret key file (a comment line, then base64): the algorithm
+/// `Ed`, the key derivation (none, or scrypt's `Sc` for a password), the checksum's, the
+/// salt and limits, the key ID, the key, and its checksum: 158 bytes.
+fn secret_key_bytes(text: &str) -> Result<Vec<u8>, KeyProblem> {
     use base64::Engine;
-    text.lines()
+    let line = text
+        .lines()
         .nth(1)
-        .and_then(|line| {
-            base64::engine::general_purpose::STANDARD
-                .decode(line.trim())
-                .ok()
-        })
-        .is_some_and(|bytes| bytes.get(2..4) == Some(b"Sc".as_slice()))
+        .ok_or_else(|| KeyProblem::NotSecretKey("it has no key line".into()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line.trim())
+        .map_err(|e| KeyProblem::NotSecretKey(format!("the key line is not base64: {e}")))?;
+    if bytes.len() != 158 || bytes.get(..2) != Some(b"Ed".as_slice()) {
+        return Err(KeyProblem::NotSecretKey(
+            "it does not hold an Ed25519 secret key".into(),
+        ));
+    }
+    match bytes.get(2..4) {
+        Some([0, 0]) => Ok(bytes),
+        Some(b"Sc") => Err(KeyProblem::PasswordProtected),
+        _ => Err(KeyProblem::NotSecretKey(
+            "its key derivation is unknown".into(),
+        )),
+    }
 }
 
 /// The public keys a receiver accepts signatures from. Several at once, so a sender can
@@ -244,13 +264,45 @@ mod tests {
     }
 
     #[test]
+    fn a_key_whose_checksum_minisign_left_as_zeros_loads() {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let dir = tempfile::tempdir().unwrap();
+        let made = signer(dir.path(), "made.key");
+        let text = std::fs::read_to_string(&made.path).unwrap();
+        let mut bytes = engine.decode(text.lines().nth(1).unwrap()).unwrap();
+        bytes[126..].fill(0);
+        let zeroed = dir.path().join("zeroed.key");
+        std::fs::write(
+            &zeroed,
+            format!("untrusted comment: x\n{}\n", engine.encode(&bytes)),
+        )
+        .unwrap();
+        assert_eq!(Signer::load(&zeroed).unwrap().key_id(), made.key_id());
+        // A damaged key is refused, not used to sign what nobody can verify.
+        bytes[70] ^= 1;
+        std::fs::write(
+            &zeroed,
+            format!("untrusted comment: x\n{}\n", engine.encode(&bytes)),
+        )
+        .unwrap();
+        assert!(matches!(
+            Signer::load(&zeroed).err().unwrap().problem,
+            KeyProblem::NotSecretKey(_)
+        ));
+    }
+
+    #[test]
     fn a_password_protected_key_is_named_as_such() {
         let dir = tempfile::tempdir().unwrap();
         let pair = minisign::KeyPair::generate_encrypted_keypair(Some("pw".into())).unwrap();
         let path = dir.path().join("locked.key");
         std::fs::write(&path, pair.sk.to_box(None).unwrap().into_string()).unwrap();
         let err = Signer::load(&path).err().unwrap();
-        assert!(matches!(err.problem, KeyProblem::PasswordProtected), "{err}");
+        assert!(
+            matches!(err.problem, KeyProblem::PasswordProtected),
+            "{err}"
+        );
         std::fs::write(&path, "untrusted comment: x\nnot base64\n").unwrap();
         let err = Signer::load(&path).err().unwrap();
         assert!(matches!(err.problem, KeyProblem::NotSecretKey(_)), "{err}");

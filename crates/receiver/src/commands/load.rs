@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use pgferry::bundle::reader::{Rejected, Verified};
-use pgferry::seal::OpenKeys;
+use pgferry::bundle::reader::{Problem, Rejected, Verified, VerifyError};
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::cause::{Cause, CauseExt};
 use pgferry::checks::free_space;
@@ -18,6 +17,7 @@ use pgferry::job::Options;
 use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::pg::Psql;
 use pgferry::progress::Progress;
+use pgferry::seal::{OpenKeys, Refusal};
 use pgferry::settings::{ReceiverSettings, Size};
 
 use crate::load::refused::Refused;
@@ -47,9 +47,14 @@ pub enum Outcome {
     Applied,
     /// The ledger had it: only files, hook and inbox bookkeeping were redone.
     AlreadyLoaded,
-    /// A partial whose window ended before the snapshot of the last applied complete:
-    /// that complete holds its rows already, so it is recorded as skipped, not loaded.
+    /// A partial whose window ended before the snapshot of the last applied complete, or a
+    /// complete older than it: that complete holds its rows already, so it is recorded as
+    /// skipped, not loaded.
     Obsolete,
+    /// Applied before, with newer bundles applied since: put back in the inbox by someone
+    /// (only the newest applied bundle can still be pending after a crash). Moved to
+    /// `failed/`, changing nothing: redoing its files and hook would roll them back.
+    Replayed(VerifyError),
 }
 
 pub fn load(
@@ -109,6 +114,13 @@ fn load_queue(
         };
         let outcome = load_one(settings, &name, &path, &verified, progress)
             .with_context(|| format!("load bundle {name}"))
+            .and_then(|outcome| match outcome {
+                Outcome::Replayed(refusal) => {
+                    rejected.push(refusal);
+                    Ok(None)
+                }
+                other => Ok(Some(other)),
+            })
             .or_else(|err| match Refused::find(&err) {
                 Some(refused) => {
                     let reason = refused.to_string();
@@ -117,7 +129,9 @@ fn load_queue(
                 }
                 None => Err(err),
             })?;
-        done.push((name, outcome));
+        if let Some(outcome) = outcome {
+            done.push((name, outcome));
+        }
     }
     if !rejected.is_empty() {
         return Err(Rejected {
@@ -161,7 +175,13 @@ fn load_one(
     let ledger::Lookup {
         bundle: recorded,
         last_complete,
+        newest,
     } = ledger::lookup(&psql, &manifest.name)?;
+    if let Some(refusal) = replayed(name, recorded.as_ref(), newest.as_ref()) {
+        let moved = inbox::reject(&settings.inbox.dir, name, &refusal.to_string())?;
+        tracing::error!(bundle = %name, moved_to = %moved.display(), "{refusal}");
+        return Ok(Outcome::Replayed(refusal));
+    }
     // Skipped or superseded before: never loaded, whatever brought it back.
     if recorded
         .as_ref()
@@ -225,15 +245,36 @@ fn load_one(
     })
 }
 
-/// A partial whose window ends before the snapshot of the last applied complete.
+/// A partial whose window ends before the snapshot of the last applied complete, or a
+/// complete taken before it (an old one put back: loading it would roll the target back).
 fn is_obsolete(
     manifest: &pgferry::bundle::Manifest,
     last_complete: Option<&ledger::Record>,
 ) -> bool {
-    let Some(window) = manifest.window.filter(|_| manifest.kind == Kind::Partial) else {
+    let Some(complete) = last_complete else {
         return false;
     };
-    last_complete.is_some_and(|complete| window.end < complete.snapshot_time)
+    match (manifest.kind, manifest.window) {
+        (Kind::Partial, Some(window)) => window.end < complete.snapshot_time,
+        (Kind::Complete, _) => manifest.snapshot_time < complete.snapshot_time,
+        (Kind::Partial, None) => false,
+    }
+}
+
+/// An applied bundle that is pending again after newer ones were applied.
+fn replayed(
+    name: &BundleName,
+    recorded: Option<&ledger::Record>,
+    newest: Option<&ledger::Record>,
+) -> Option<VerifyError> {
+    let recorded = recorded.filter(|r| r.status == ledger::APPLIED)?;
+    let newest = newest.filter(|n| n.bundle > recorded.bundle)?;
+    Some(VerifyError {
+        bundle: name.file_name(),
+        problem: Problem::Untrusted(Refusal::Replayed {
+            newer: newest.bundle.clone(),
+        }),
+    })
 }
 
 /// What a file takes on disk at least: filesystems allocate whole blocks, so many small

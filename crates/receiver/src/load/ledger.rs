@@ -141,12 +141,14 @@ fn query(psql: &Psql, condition: &str) -> anyhow::Result<Vec<Record>> {
     psql.json(&sql)
 }
 
-/// What a load needs to know before it starts: the ledger row of `bundle`, and the last
-/// applied complete bundle. Asked in one query, since each one costs a connection.
+/// What a load needs to know before it starts: the ledger row of `bundle`, the last
+/// applied complete bundle, and the newest applied bundle of either kind. Asked in one
+/// query, since each one costs a connection.
 #[derive(Debug, Default, Deserialize)]
 pub struct Lookup {
     pub bundle: Option<Record>,
     pub last_complete: Option<Record>,
+    pub newest: Option<Record>,
 }
 
 pub fn lookup(psql: &Psql, bundle: &str) -> anyhow::Result<Lookup> {
@@ -156,7 +158,8 @@ pub fn lookup(psql: &Psql, bundle: &str) -> anyhow::Result<Lookup> {
     let sql = format!(
         "SELECT json_build_object(\
            'bundle', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger WHERE bundle = {}) r), \
-           'last_complete', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger {}) r))",
+           'last_complete', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger {}) r), \
+           'newest', (SELECT row_to_json(r) FROM (SELECT {COLUMNS} FROM pgferry.ledger WHERE status = 'applied' ORDER BY bundle DESC LIMIT 1) r))",
         quote_literal(bundle),
         last_applied_where("complete")
     );

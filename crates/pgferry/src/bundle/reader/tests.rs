@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use chrono::Utc;
 
 use super::*;
-use crate::bundle::Codec;
-use crate::seal::OpenKeys;
 use crate::bundle::manifest::{Kind, Source};
 use crate::bundle::noise;
 use crate::bundle::writer::BundleWriter;
+use crate::bundle::Codec;
+use crate::seal::OpenKeys;
 
 fn manifest(name: &BundleName) -> Manifest {
     Manifest {
@@ -131,7 +131,8 @@ fn trailing_bytes_are_refused() {
             .unwrap();
         let err = verify(&path, &OpenKeys::default()).unwrap_err();
         assert!(
-            err.problem.to_string()
+            err.problem
+                .to_string()
                 .contains("after the end of the compressed stream"),
             "{err}"
         );
@@ -151,7 +152,8 @@ fn a_renamed_bundle_is_refused() {
         std::fs::rename(&path, &other).unwrap();
         let err = verify(&other, &OpenKeys::default()).unwrap_err();
         assert!(
-            err.problem.to_string()
+            err.problem
+                .to_string()
                 .starts_with("its name does not match the manifest"),
             "{err}"
         );
