@@ -211,3 +211,43 @@ fn the_commented_s3_examples_parse() {
     assert!(store.path_style);
     assert_eq!(store.bucket, "pgferry");
 }
+
+/// `text` with the commented block that starts at `# [bundle]` uncommented.
+fn uncomment_bundle(text: &str) -> String {
+    let start = text.find("# [bundle]").unwrap();
+    let block: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let end = start + text[start..].find("\n\n").unwrap();
+    format!("{}{block}{}", &text[..start], &text[end..])
+}
+
+#[test]
+fn the_commented_bundle_keys_parse_and_a_config_without_them_seals_nothing() {
+    let (text, path) = example("sender.toml");
+    let sender = SenderSettings::parse(&text, &path).unwrap();
+    assert!(sender.bundle.sign_key.is_none() && !sender.bundle.encrypts());
+    let sealed = SenderSettings::parse(&uncomment_bundle(&text), &path).unwrap();
+    assert_eq!(
+        sealed.bundle.sign_key.as_deref(),
+        Some(Path::new("/etc/pgferry/bundle.key"))
+    );
+    assert_eq!(sealed.bundle.encrypt_to.len(), 1);
+    let (text, path) = example("receiver.toml");
+    let receiver = ReceiverSettings::parse(&text, &path).unwrap();
+    assert!(receiver.bundle.trusted_keys.is_empty() && receiver.bundle.identities.is_empty());
+    let opening = ReceiverSettings::parse(&uncomment_bundle(&text), &path).unwrap();
+    assert_eq!(opening.bundle.trusted_keys.len(), 1);
+    assert_eq!(opening.bundle.identities.len(), 1);
+    // A recipient that is not one is named, with its key and line.
+    let err = sender_error(|t| uncomment_bundle(&t).replace("[\"age1ql3z7", "[\"age1zz3z7"));
+    assert!(
+        err.contains("bundle.encrypt_to") && err.contains("is not an age recipient"),
+        "{err}"
+    );
+    // A receiver's key in the sender's [bundle] is named as unknown there.
+    let err = sender_error(|t| uncomment_bundle(&t).replace("sign_key =", "trusted_keys ="));
+    assert!(err.contains("trusted_keys"), "{err}");
+}

@@ -114,13 +114,6 @@ fn load_queue(
         };
         let outcome = load_one(settings, &name, &path, &verified, progress)
             .with_context(|| format!("load bundle {name}"))
-            .and_then(|outcome| match outcome {
-                Outcome::Replayed(refusal) => {
-                    rejected.push(refusal);
-                    Ok(None)
-                }
-                other => Ok(Some(other)),
-            })
             .or_else(|err| match Refused::find(&err) {
                 Some(refused) => {
                     let reason = refused.to_string();
@@ -129,8 +122,9 @@ fn load_queue(
                 }
                 None => Err(err),
             })?;
-        if let Some(outcome) = outcome {
-            done.push((name, outcome));
+        match outcome {
+            Outcome::Replayed(refusal) => rejected.push(refusal),
+            outcome => done.push((name, outcome)),
         }
     }
     if !rejected.is_empty() {

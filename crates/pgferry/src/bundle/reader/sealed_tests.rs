@@ -201,7 +201,11 @@ fn both_keys_of_a_rotation_are_trusted_and_both_identities_open() {
         );
         // A receiver that has either identity opens it.
         for identity in [&old_identity, &new_identity] {
-            let verified = verify(&path, &open_keys(&both_trusted, &[identity.clone()])).unwrap();
+            let verified = verify(
+                &path,
+                &open_keys(&both_trusted, std::slice::from_ref(identity)),
+            )
+            .unwrap();
             assert_eq!(rows(&path, &verified), b"1\n");
         }
     }
