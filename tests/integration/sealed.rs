@@ -22,6 +22,32 @@ fn program(name: &str, args: &[&str]) -> Run {
     )
 }
 
+/// `age -d`: opens `bundle` with `identity` into `out`.
+fn age_decrypt(identity: &Path, bundle: &Path, out: &Path) -> Run {
+    let arg = |p: &Path| p.to_str().unwrap().to_string();
+    program(
+        "age",
+        &["-d", "-i", &arg(identity), "-o", &arg(out), &arg(bundle)],
+    )
+}
+
+/// `minisign -V`: checks the manifest of an unpacked bundle against `public`.
+fn minisign_verify(public: &Path, unpacked: &Path) -> Run {
+    let arg = |p: PathBuf| p.to_str().unwrap().to_string();
+    program(
+        "minisign",
+        &[
+            "-V",
+            "-p",
+            &arg(public.to_path_buf()),
+            "-m",
+            &arg(unpacked.join("MANIFEST.json")),
+            "-x",
+            &arg(unpacked.join("MANIFEST.json.minisig")),
+        ],
+    )
+}
+
 /// A minisign key pair made by `minisign -G -W`, and its key ID as minisign prints it.
 struct SignKey {
     secret: PathBuf,
@@ -197,33 +223,12 @@ fn signed_and_encrypted_bundles_round_trip_and_the_standard_programs_check_and_o
     }
     let stranger = keys.age("stranger");
     let opened = keys.path("opened.tar.gz");
-    program(
-        "age",
-        &[
-            "-d",
-            "-i",
-            stranger.identity.to_str().unwrap(),
-            "-o",
-            opened.to_str().unwrap(),
-            bundle.to_str().unwrap(),
-        ],
-    );
+    assert_ne!(age_decrypt(&stranger.identity, &bundle, &opened).code, 0);
     assert!(!opened.exists() || std::fs::metadata(&opened).unwrap().len() == 0);
 
     // By hand, with the standard programs: age opens it, minisign checks the manifest's
     // signature, and sha256sum checks every entry against the manifest.
-    program(
-        "age",
-        &[
-            "-d",
-            "-i",
-            age.identity.to_str().unwrap(),
-            "-o",
-            opened.to_str().unwrap(),
-            bundle.to_str().unwrap(),
-        ],
-    )
-    .expect_code(0);
+    age_decrypt(&age.identity, &bundle, &opened).expect_code(0);
     let unpacked = keys.path("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
     program(
@@ -237,18 +242,7 @@ fn signed_and_encrypted_bundles_round_trip_and_the_standard_programs_check_and_o
     )
     .expect_code(0);
     let manifest = unpacked.join("MANIFEST.json");
-    let checked = program(
-        "minisign",
-        &[
-            "-V",
-            "-p",
-            sign.public.to_str().unwrap(),
-            "-m",
-            manifest.to_str().unwrap(),
-            "-x",
-            unpacked.join("MANIFEST.json.minisig").to_str().unwrap(),
-        ],
-    );
+    let checked = minisign_verify(&sign.public, &unpacked);
     checked.expect_code(0);
     assert!(
         checked
@@ -287,25 +281,11 @@ fn signed_and_encrypted_bundles_round_trip_and_the_standard_programs_check_and_o
         String::from_utf8_lossy(&sums.stdout)
     );
     // A changed manifest no longer matches the signature, for minisign too.
-    std::fs::write(
-        &manifest,
-        std::fs::read_to_string(&manifest)
-            .unwrap()
-            .replace("\"rows\": 10", "\"rows\": 11"),
-    )
-    .unwrap();
-    let forged = program(
-        "minisign",
-        &[
-            "-V",
-            "-p",
-            sign.public.to_str().unwrap(),
-            "-m",
-            manifest.to_str().unwrap(),
-            "-x",
-            unpacked.join("MANIFEST.json.minisig").to_str().unwrap(),
-        ],
-    );
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let changed = text.replace("\"rows\": 10", "\"rows\": 11");
+    assert_ne!(changed, text);
+    std::fs::write(&manifest, changed).unwrap();
+    let forged = minisign_verify(&sign.public, &unpacked);
     assert_ne!(forged.code, 0, "minisign accepted a changed manifest");
 
     // The receiver checks and opens it, and loads it; then a partial the same way.
@@ -653,18 +633,7 @@ fn keys_rotate_without_a_window_of_refused_bundles() {
     let bundle = ferry.scratch.inbox.join(&ferry.pending()[0]);
     for age in [&old_age, &new_age] {
         let out = keys.path("rotated.tar.gz");
-        program(
-            "age",
-            &[
-                "-d",
-                "-i",
-                age.identity.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                bundle.to_str().unwrap(),
-            ],
-        )
-        .expect_code(0);
+        age_decrypt(&age.identity, &bundle, &out).expect_code(0);
         std::fs::remove_file(out).unwrap();
     }
     ferry.receiver(&["load"]).expect_code(0);
@@ -772,5 +741,62 @@ fn key_files_that_others_can_read_fail_check_and_a_missing_one_fails_the_job_by_
         run.stderr.contains("\"age1nope\" is not an age recipient"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn through_an_s3_store_bundles_stay_sealed_at_rest_and_a_receiver_without_identities_refuses_them()
+{
+    let keys = Keys::new();
+    let sign = keys.minisign("bundle");
+    let age = keys.age("receiver");
+    let ferry = crate::s3::S3Ferry::new(
+        REPORTS,
+        REPORTS_TABLES,
+        &format!("{REPORTS_PARTIAL}{}", seal_toml(Some(&sign), &[&age])),
+        "",
+    );
+    let config = &ferry.ferry.receiver_config;
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, format!("{text}\n{}", open_toml(&[&sign], &[&age]))).unwrap();
+
+    ferry.sender(&["complete"]).expect_code(0);
+    ferry.ferry.source.sql(CHANGE);
+    ferry.sender(&["partial"]).expect_code(0);
+    let stored = ferry.stored();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for name in &stored {
+        assert!(name.ends_with(".tar.gz.age"), "{name}");
+        let object = ferry.bucket.get(&format!("{}{name}", ferry.prefix));
+        assert!(object.starts_with(b"age-encryption.org/v1\n"));
+        assert!(!object
+            .windows(TABLE.len() - 2)
+            .any(|w| w == &TABLE.as_bytes()[1..TABLE.len() - 1]));
+    }
+    ferry.receiver(&["load"]).expect_code(0);
+    assert_eq!(
+        Ferry::rows(&ferry.ferry.source, TABLE, "id"),
+        Ferry::rows(&ferry.ferry.target, TABLE, "id")
+    );
+
+    // The second receiver reads the same store but holds no identity: it refuses the
+    // complete, records it, and loads nothing.
+    let refused = ferry.second_receiver(&["load"]);
+    refused.expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("it is encrypted (age), and this receiver has no [bundle] identities"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        ferry.second.failed().contains(&stored[0]),
+        "{:?}",
+        ferry.second.failed()
+    );
+    assert_eq!(
+        ferry.second.target.sql("SELECT to_regclass('pgferry.ledger') IS NULL AND to_regclass('public.\"AndroidRequests_report\"') IS NULL"),
+        "t"
     );
 }

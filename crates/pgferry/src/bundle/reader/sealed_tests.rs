@@ -8,7 +8,7 @@ use age::secrecy::ExposeSecret;
 use chrono::Utc;
 
 use super::*;
-use crate::bundle::manifest::{Kind, Source};
+use crate::bundle::manifest::Kind;
 use crate::bundle::writer::BundleWriter;
 use crate::seal::{Identities, Recipients, Seal, Signer, TrustedKeys};
 
@@ -66,24 +66,7 @@ fn write(dir: &Path, seal: &Seal, data: &[u8]) -> PathBuf {
     writer
         .append_bytes("files/images/a.jpeg", &crate::bundle::noise(200_000))
         .unwrap();
-    let mut manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        name: name.file_name(),
-        kind: name.kind,
-        created_at: name.created,
-        source: Source {
-            host: "db".into(),
-            dbname: "app".into(),
-            server_version: "15.8".into(),
-        },
-        snapshot_time: name.created,
-        window: None,
-        tables: vec![],
-        dependencies: vec![],
-        slot: None,
-        file_sets: vec![],
-        entries: vec![],
-    };
+    let mut manifest = super::tests::manifest(&name);
     writer.finish(&mut manifest).unwrap();
     path
 }

@@ -13,7 +13,7 @@ use crate::bundle::writer::BundleWriter;
 use crate::bundle::Codec;
 use crate::seal::OpenKeys;
 
-fn manifest(name: &BundleName) -> Manifest {
+pub(super) fn manifest(name: &BundleName) -> Manifest {
     Manifest {
         format_version: FORMAT_VERSION,
         name: name.file_name(),
