@@ -29,6 +29,19 @@
 #     taking (and giving back) large bodies: its speed is part of these figures, which say
 #     little about a real store. The bucket's objects, unfinished uploads and the bucket
 #     itself are deleted at the end of the step, and by the EXIT trap when a run fails;
+#   - pgferry with signed and encrypted bundles (when the sender accepts [bundle]), right
+#     after the S3 run, on the same data: a minisign key pair (minisign -G -W) and an age
+#     identity (age-keygen) made for the step in the bench's scratch dir (mode 600), then
+#     three alternating pairs of a plain SFTP complete and a sealed one (sender [bundle]
+#     sign_key and encrypt_to, receiver [bundle] trusted_keys and identities): plain,
+#     sealed, plain, sealed, plain, sealed, each a sender complete with its own state dir
+#     and a receiver load into a fresh database, each timed with its peak RSS, with the
+#     reader probe during the load. Every sealed bundle's name must end in .tar.gz.age, and
+#     every load must leave its target equal to the source. It reports the median of the
+#     three of each and sealed / plain for both sides' time and peak RSS and for the bundle
+#     size (target: sealed within 1.10 × plain in time, on either side). The keys and the
+#     encrypted bundles are deleted at the end of the step, and by the EXIT trap when a run
+#     fails (BENCH_KEEP=1 or not); each run's database is dropped once it is verified;
 #   - pgferry with [partial] source = "logical", on the same dataset made again on the
 #     logical cluster: an untimed sender complete (it makes the publication and the slot) +
 #     receiver load into a fresh database, then the same 10,000 updated rows plus 1,000
@@ -52,7 +65,11 @@
 #                       build made elsewhere)
 #   BENCH_KEEP=1        leave the servers, configs, data and pgferry logs in place (not the
 #                       logical run's slot: a slot no one reads keeps WAL until the disk fills;
-#                       nor the S3 run's bucket)
+#                       nor the S3 run's bucket, nor the sealed run's keys and encrypted
+#                       bundles)
+#   BENCH_ONLY=sealed   only the dataset and the signed-and-encrypted run (for working on
+#                       that step): no classic, references, other pgferry runs, S3 or logical
+#                       run; the report is the table of its rows, its targets and its figures
 #
 # Peak RSS comes from GNU time (/usr/bin/time -v): the largest process of the tree it waits
 # for, so a pg_dump or psql child of pgferry counts when it is bigger than pgferry itself.
@@ -65,6 +82,11 @@ set -Eeuo pipefail
 SCALE="${1:-1}"
 if ! [[ $SCALE =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: $0 [SCALE]   (SCALE: a positive integer, default 1)" >&2
+    exit 2
+fi
+ONLY="${BENCH_ONLY:-}"
+if [[ -n $ONLY && $ONLY != sealed ]]; then
+    echo "bench: BENCH_ONLY=$ONLY: the only run that can go alone is \"sealed\"" >&2
     exit 2
 fi
 if [[ $EUID -ne 0 ]]; then
@@ -87,6 +109,8 @@ PROBE_FEED_PID="" # the reader probe's feeding loop, while a load runs
 PROBE_PSQL_PID="" # the reader probe's psql session, while a load runs
 LOGICAL_CONFIG="" # the logical sender's config while its slot may exist (the EXIT trap drops it)
 S3_BUCKET=""      # the S3 run's bucket while it may exist (the EXIT trap empties and deletes it)
+SEALED_KEYS=""    # the sealed run's key dir while it may exist (the EXIT trap deletes it and
+                  # the encrypted bundles)
 
 : >"$OUT"
 # Everything from here on goes to the terminal and to $OUT.
@@ -112,6 +136,8 @@ cleanup() {
     # While the S3 server still runs, BENCH_KEEP=1 or not: moto would hold the bundle in its
     # memory for as long as it runs.
     [[ -n $S3_BUCKET ]] && remove_bucket_anyway
+    # Secret keys and bundles no one kept a key for: gone, BENCH_KEEP=1 or not.
+    [[ -n $SEALED_KEYS ]] && remove_sealed_anyway
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         echo "bench: kept $WORK (configs, logs, data); stop the servers with:" \
             "PGFERRY_TESTENV=$PGFERRY_TESTENV scripts/testenv.sh down" >&2
@@ -782,6 +808,9 @@ run_pgferry() {
     # The same complete through an S3-compatible store, on the same data (before the updates).
     run_s3
 
+    # Signed and encrypted completes against plain ones, on the same data.
+    run_sealed
+
     step "pgferry: partial cycle (10,000 updated rows)"
     update_rows
     pgferry_cycle partial "pgferry partial" "$WORK/sender.toml" partial partial
@@ -1032,6 +1061,193 @@ run_s3() {
     drop_db "$TARGET_DB"
 }
 
+# --- pgferry with signed and encrypted bundles ----------------------------------------------------
+
+# Pairs of a plain and a sealed complete + load, alternating (plain, sealed, plain, ...): on a
+# shared 2-core machine the load drifts during a run, and the alternation spreads the drift
+# over both sides. The medians are compared.
+SEALED_PAIRS=3
+# Per run (KEY "plain.I" or "sealed.I"): sender and receiver seconds and peak RSS (KiB), the
+# bundle's name and size.
+declare -A SEALED_SECS_S=() SEALED_SECS_R=() SEALED_RSS_S=() SEALED_RSS_R=() SEALED_NAME=() SEALED_BYTES=()
+# What an age file starts with (its header's first line).
+AGE_MAGIC="age-encryption.org/v1"
+
+# median NUMBER...: the middle one (the mean of the two middle ones for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# sealed_dir MODE I: the I-th MODE run's own directory (configs, states, target images).
+sealed_dir() { echo "$WORK/sealed/$1-$2"; }
+sealed_db() { echo "bench_sealed_$1_$2"; }
+
+# sealed_configs MODE I: the run's sender and receiver configs, the benchmark's own with
+# their own sender state, receiver state, target database and image dir, and for MODE
+# "sealed" a [bundle] table on each side naming the step's keys.
+sealed_configs() {
+    local mode=$1 i=$2 dir
+    dir=$(sealed_dir "$mode" "$i")
+    # shellcheck disable=SC2034  # read by render
+    local SENDER_STATE="$dir/sender-state" RECEIVER_STATE="$dir/receiver-state" \
+        TARGET_DB TARGET_IMAGES="$dir/target-images"
+    TARGET_DB=$(sealed_db "$mode" "$i")
+    mkdir -p "$SENDER_STATE" "$RECEIVER_STATE" "$TARGET_IMAGES"
+    render "$BENCH_FILES/sender.toml" >"$dir/sender.toml"
+    render "$BENCH_FILES/receiver.toml" >"$dir/receiver.toml"
+    if [[ $mode == sealed ]]; then
+        printf '\n[bundle]\nsign_key = "%s"\nencrypt_to = ["%s"]\n' \
+            "$SEALED_KEYS/bundle.key" "$SEALED_RECIPIENT" >>"$dir/sender.toml"
+        printf '\n[bundle]\ntrusted_keys = ["%s"]\nidentities = ["%s"]\n' \
+            "$SEALED_KEYS/bundle.pub" "$SEALED_KEYS/age.key" >>"$dir/receiver.toml"
+    fi
+    chmod 600 "$dir/sender.toml" "$dir/receiver.toml"
+}
+
+# sealed_cycle MODE I: the I-th MODE sender complete, then receiver load into a fresh
+# database, timed with their peak RSS, the reader probe during the load; the bundle checked
+# by name (and, sealed, by its age header), the load by verify_equal. Then the run's
+# database, applied bundle, states and images go.
+sealed_cycle() {
+    local mode=$1 i=$2 key="$1.$2" dir
+    dir=$(sealed_dir "$mode" "$i")
+    # start_probe, probe_result and verify_equal read TARGET_DB: a local switches them over.
+    local TARGET_DB
+    TARGET_DB=$(sealed_db "$mode" "$i")
+    local images="$dir/target-images" probe="sealed-$mode-$i"
+
+    step "sealed: pair $i of $SEALED_PAIRS, $mode sender complete + receiver load"
+    rm -rf "${PGFERRY_INBOX:?}/applied" "${PGFERRY_INBOX:?}/failed"
+    rm -rf "${SENDER_TMP:?}"/* "${RECEIVER_TMP:?}"/*
+    fresh_db "$TARGET_DB"
+    settle
+    local t0 t1 t2 t3
+    t0=$(now)
+    pgferry_run "sealed-$mode-$i.sender" "$SENDER" "$dir/sender.toml" complete
+    t1=$(now)
+    SEALED_RSS_S[$key]=$LAST_RSS
+
+    # The one pending bundle (earlier loads applied theirs, and those were deleted).
+    local found name path
+    found=$(find "$PGFERRY_INBOX" -maxdepth 1 -type f -name 'pgferry-*' -printf '%f\n')
+    [[ -n $found && $found != *$'\n'* ]] || die "not one pending bundle after the $mode complete but: ${found:-none}"
+    name=$found
+    path="$PGFERRY_INBOX/$name"
+    if [[ $mode == sealed ]]; then
+        [[ $name == pgferry-*-complete.tar.gz.age ]] || die "the sealed complete is named $name, not ...-complete.tar.gz.age"
+        [[ $(head -c ${#AGE_MAGIC} "$path") == "$AGE_MAGIC" ]] || die "$name does not start with an age header"
+    else
+        [[ $name == pgferry-*-complete.tar.gz ]] || die "the plain complete is named $name, not ...-complete.tar.gz"
+    fi
+    SEALED_NAME[$key]=$name
+    SEALED_BYTES[$key]=$(stat -c %s "$path")
+
+    settle
+    start_probe "$probe"
+    t2=$(now)
+    pgferry_run "sealed-$mode-$i.receiver" "$RECEIVER" "$dir/receiver.toml" load
+    t3=$(now)
+    SEALED_RSS_R[$key]=$LAST_RSS
+    stop_probe
+    probe_result "$probe"
+    SEALED_SECS_S[$key]=$(calc "$t1 - $t0")
+    SEALED_SECS_R[$key]=$(calc "$t3 - $t2")
+    printf '   %s complete: sender %s s, %s MiB; load %s s, %s MiB; bundle %s (%s bytes); longest reader wait %s s\n' \
+        "$mode" "$(fmt2 "${SEALED_SECS_S[$key]}")" "$(kib "${SEALED_RSS_S[$key]}")" \
+        "$(fmt2 "${SEALED_SECS_R[$key]}")" "$(kib "${SEALED_RSS_R[$key]}")" "$name" "${SEALED_BYTES[$key]}" \
+        "${READER_MAX[$probe]}"
+    # The load applied the very bundle the sender published.
+    [[ -f $PGFERRY_INBOX/applied/$name ]] || die "the $mode load did not apply $name (not in $PGFERRY_INBOX/applied)"
+    verify_equal "pgferry complete ($mode, pair $i)" "$TARGET_DB" "$images"
+
+    rm -f "$PGFERRY_INBOX/applied/$name"
+    drop_db "$TARGET_DB"
+    rm -rf "${dir:?}/sender-state" "${dir:?}/receiver-state" "${images:?}"
+}
+
+# remove_sealed: the end of the sealed run: its keys and any bundle it left in the inbox.
+remove_sealed() {
+    rm -rf "${SEALED_KEYS:?}"
+    find "$PGFERRY_INBOX" -type f -name 'pgferry-*.age' -delete
+    SEALED_KEYS=""
+}
+
+# remove_sealed_anyway: the EXIT trap's version (errexit is off there).
+remove_sealed_anyway() {
+    local n
+    n=$(find "$PGFERRY_INBOX" -type f -name 'pgferry-*.age' 2>/dev/null | wc -l)
+    find "$PGFERRY_INBOX" -type f -name 'pgferry-*.age' -delete 2>/dev/null
+    rm -rf "$SEALED_KEYS"
+    echo "bench: removed the sealed run's keys ($SEALED_KEYS) and $n encrypted bundle(s)" >&2
+    SEALED_KEYS=""
+}
+
+# Signed and encrypted completes against plain ones, on the same data (right after the
+# first complete and the S3 run): keys made here, then alternating pairs of sealed_cycle.
+run_sealed() {
+    step "sealed: keys (minisign -G -W, age-keygen), sender check, receiver check"
+    # From here on the keys may exist: the EXIT trap deletes them should anything fail.
+    SEALED_KEYS="$WORK/sealed-keys"
+    rm -rf "$SEALED_KEYS" "$WORK/sealed"
+    mkdir -m 700 "$SEALED_KEYS"
+    minisign -G -W -p "$SEALED_KEYS/bundle.pub" -s "$SEALED_KEYS/bundle.key" </dev/null >"$WORK/log.sealed-minisign" 2>&1 ||
+        { sed 's/^/   | /' "$WORK/log.sealed-minisign" >&2; die "minisign -G -W failed"; }
+    age-keygen -o "$SEALED_KEYS/age.key" >"$WORK/log.sealed-age-keygen" 2>&1 ||
+        { sed 's/^/   | /' "$WORK/log.sealed-age-keygen" >&2; die "age-keygen failed"; }
+    chmod 600 "$SEALED_KEYS"/*
+    SEALED_RECIPIENT=$(age-keygen -y "$SEALED_KEYS/age.key")
+    echo "   minisign key $(tail -n1 "$SEALED_KEYS/bundle.pub" | cut -c1-16)..., age recipient ${SEALED_RECIPIENT:0:16}... in $SEALED_KEYS"
+    local i mode
+    for ((i = 1; i <= SEALED_PAIRS; i++)); do
+        for mode in plain sealed; do
+            mkdir -p "$(sealed_dir "$mode" "$i")"
+            sealed_configs "$mode" "$i"
+        done
+    done
+    # A build from before [bundle] (BENCH_BIN_DIR) rejects the config: n/a, as zstd.
+    local rc=0 dir
+    dir=$(sealed_dir sealed 1)
+    "$SENDER" -c "$dir/sender.toml" --no-alert check >"$WORK/log.sealed-check.sender" 2>&1 || rc=$?
+    if ((rc == 2)); then
+        echo "   the sender does not accept [bundle] (check exits 2): n/a"
+        sed 's/^/   | /' "$WORK/log.sealed-check.sender"
+        SEALED=0
+        record_na "pgferry complete, sealed (median of $SEALED_PAIRS): sender complete"
+        record_na "pgferry complete, sealed (median of $SEALED_PAIRS): receiver load"
+        remove_sealed
+        rm -rf "$WORK/sealed"
+        return 0
+    fi
+    if ((rc != 0)); then
+        sed 's/^/   | /' "$WORK/log.sealed-check.sender" >&2
+        die "sender check with the sealed config exited $rc"
+    fi
+    SEALED=1
+    # The receiver's check connects to its target: pair 1's database, made fresh again there.
+    fresh_db "$(sealed_db sealed 1)"
+    pgferry_run sealed-check.receiver "$RECEIVER" "$dir/receiver.toml" check
+
+    for ((i = 1; i <= SEALED_PAIRS; i++)); do
+        sealed_cycle plain "$i"
+        sealed_cycle sealed "$i"
+    done
+
+    # The medians go into the main table (no disk columns: this step does not sample them).
+    sealed_medians
+    for mode in plain sealed; do
+        record "sealed_${mode}_sender" "pgferry complete, $mode (median of $SEALED_PAIRS pairs): sender complete" \
+            "${SM[secs_s.$mode]}" "${SM[rss_s.$mode]}" - - -
+        record "sealed_${mode}_receiver" "pgferry complete, $mode (median of $SEALED_PAIRS pairs): receiver load" \
+            "${SM[secs_r.$mode]}" - "${SM[rss_r.$mode]}" - -
+    done
+
+    step "sealed: removing the keys and the run's directories"
+    remove_sealed
+    rm -rf "$WORK/sealed"
+    echo "   removed the keys, configs and states of the sealed run"
+}
+
 # --- pgferry, partials from a logical replication slot ---------------------------------------------
 
 # The slot and the publication the logical run's first complete makes on the logical cluster.
@@ -1278,6 +1494,10 @@ print_checks() {
         "$(fmt2 "${SECS[partial]}") s = $(fmt1 "$(calc "100 * ${SECS[partial]} / $rt")") %" \
         "$(fmt2 "$lim") s" "$(le "${SECS[partial]}" "$lim")"
 
+    if [[ ${SEALED:-0} == 1 ]]; then
+        sealed_checks
+    fi
+
     echo
     echo "bundles: classic tar.gz $(mib "$CLASSIC_BUNDLE_BYTES") MiB, pgferry complete $(mib "${BUNDLE_BYTES[complete]}") MiB, partial $(mib "${BUNDLE_BYTES[partial]}") MiB, replacing complete $(mib "${BUNDLE_BYTES[replace]}") MiB$([[ ${ZSTD:-0} == 1 ]] && echo ", complete zstd $(mib "${BUNDLE_BYTES[zstd]}") MiB")"
     echo "$CHECKS_MISSED target(s) missed"
@@ -1329,6 +1549,76 @@ print_logical() {
     echo "- reader probe during the logical partial load: longest wait ${READER_MAX[logical]} s in ${READER_N[logical]} queries"
 }
 
+# sealed_medians: SM[FIGURE.MODE], the medians of the pairs for the sealed run's report
+# (FIGURE: secs_s, secs_r, rss_s, rss_r, bytes).
+declare -A SM=()
+sealed_medians() {
+    local mode i k
+    for mode in plain sealed; do
+        local ss=() sr=() ms=() mr=() b=()
+        for ((i = 1; i <= SEALED_PAIRS; i++)); do
+            k="$mode.$i"
+            ss+=("${SEALED_SECS_S[$k]}")
+            sr+=("${SEALED_SECS_R[$k]}")
+            ms+=("${SEALED_RSS_S[$k]}")
+            mr+=("${SEALED_RSS_R[$k]}")
+            b+=("${SEALED_BYTES[$k]}")
+        done
+        SM[secs_s.$mode]="$(median "${ss[@]}")"
+        SM[secs_r.$mode]="$(median "${sr[@]}")"
+        SM[rss_s.$mode]="$(median "${ms[@]}")"
+        SM[rss_r.$mode]="$(median "${mr[@]}")"
+        SM[bytes.$mode]="$(median "${b[@]}")"
+    done
+}
+
+# sealed_checks: the sealed run's targets (medians): under a tenth more time on each side.
+sealed_checks() {
+    sealed_medians
+    local lim
+    lim=$(calc "1.10 * ${SM[secs_s.plain]}")
+    check "sealed sender complete ≤ 1.10 × plain (medians of $SEALED_PAIRS)" \
+        "$(fmt2 "${SM[secs_s.sealed]}") s / $(fmt2 "${SM[secs_s.plain]}") s = $(fmt2 "$(calc "${SM[secs_s.sealed]} / ${SM[secs_s.plain]}")") ×" \
+        "$(fmt2 "$lim") s" "$(le "${SM[secs_s.sealed]}" "$lim")"
+    lim=$(calc "1.10 * ${SM[secs_r.plain]}")
+    check "sealed receiver load ≤ 1.10 × plain (medians of $SEALED_PAIRS)" \
+        "$(fmt2 "${SM[secs_r.sealed]}") s / $(fmt2 "${SM[secs_r.plain]}") s = $(fmt2 "$(calc "${SM[secs_r.sealed]} / ${SM[secs_r.plain]}")") ×" \
+        "$(fmt2 "$lim") s" "$(le "${SM[secs_r.sealed]}" "$lim")"
+}
+
+# The sealed run: every pair, then the medians and sealed / plain.
+print_sealed() {
+    say "signed and encrypted bundles ([bundle]) against plain: $SEALED_PAIRS alternating pairs, SFTP, gzip"
+    if [[ ${SEALED:-0} != 1 ]]; then
+        echo "n/a: the sender does not accept [bundle]"
+        return 0
+    fi
+    sealed_medians
+    echo
+    echo "| pair | sender complete s, plain / sealed | receiver load s, plain / sealed | sender RSS MiB, plain / sealed | receiver RSS MiB, plain / sealed | bundle bytes, plain / sealed | longest reader wait s, plain / sealed |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    local i p s
+    for ((i = 1; i <= SEALED_PAIRS; i++)); do
+        p="plain.$i"
+        s="sealed.$i"
+        echo "| $i | $(fmt2 "${SEALED_SECS_S[$p]}") / $(fmt2 "${SEALED_SECS_S[$s]}") | $(fmt2 "${SEALED_SECS_R[$p]}") / $(fmt2 "${SEALED_SECS_R[$s]}")" \
+            "| $(kib "${SEALED_RSS_S[$p]}") / $(kib "${SEALED_RSS_S[$s]}") | $(kib "${SEALED_RSS_R[$p]}") / $(kib "${SEALED_RSS_R[$s]}")" \
+            "| ${SEALED_BYTES[$p]} / ${SEALED_BYTES[$s]} | ${READER_MAX[sealed-plain-$i]} / ${READER_MAX[sealed-sealed-$i]} |"
+    done
+    echo
+    echo "| figure (median of $SEALED_PAIRS) | plain | sealed | sealed / plain |"
+    echo "| --- | ---: | ---: | ---: |"
+    echo "| sender complete, time | $(fmt2 "${SM[secs_s.plain]}") s | $(fmt2 "${SM[secs_s.sealed]}") s | $(fmt2 "$(calc "${SM[secs_s.sealed]} / ${SM[secs_s.plain]}")") |"
+    echo "| sender complete, peak RSS | $(kib "${SM[rss_s.plain]}") MiB | $(kib "${SM[rss_s.sealed]}") MiB | $(fmt2 "$(calc "${SM[rss_s.sealed]} / ${SM[rss_s.plain]}")") |"
+    echo "| receiver load, time | $(fmt2 "${SM[secs_r.plain]}") s | $(fmt2 "${SM[secs_r.sealed]}") s | $(fmt2 "$(calc "${SM[secs_r.sealed]} / ${SM[secs_r.plain]}")") |"
+    echo "| receiver load, peak RSS | $(kib "${SM[rss_r.plain]}") MiB | $(kib "${SM[rss_r.sealed]}") MiB | $(fmt2 "$(calc "${SM[rss_r.sealed]} / ${SM[rss_r.plain]}")") |"
+    echo "| bundle | $(mib "${SM[bytes.plain]}") MiB (${SM[bytes.plain]} bytes) | $(mib "${SM[bytes.sealed]}") MiB (${SM[bytes.sealed]} bytes) |" \
+        "$(awk -v a="${SM[bytes.sealed]}" -v b="${SM[bytes.plain]}" 'BEGIN { printf "%.4f (%+d bytes)", a / b, a - b }') |"
+    echo
+    echo "- sealed bundles: ${SEALED_NAME[sealed.1]} and the like (signed manifest, age to one X25519 recipient)"
+    echo "- every load verified equal to the source; the pairs ran plain first, alternating"
+}
+
 # --- main ----------------------------------------------------------------------------------------
 
 main() {
@@ -1346,6 +1636,24 @@ main() {
     t1=$(now)
     echo "   generated in $(fmt1 "$(calc "$t1 - $t0")") s"
 
+    if [[ $ONLY == sealed ]]; then
+        # BENCH_ONLY=sealed: the dataset and this one run, for working on it.
+        step "pgferry: configs"
+        write_configs
+        run_sealed
+        STEP="report"
+        print_table
+        say "targets"
+        if [[ ${SEALED:-0} == 1 ]]; then
+            sealed_checks
+        fi
+        echo "$CHECKS_MISSED target(s) missed"
+        print_sealed
+        echo
+        echo "written to $OUT"
+        return 0
+    fi
+
     run_classic
     run_references
     run_pgferry
@@ -1355,6 +1663,7 @@ main() {
     print_table
     print_checks
     print_s3
+    print_sealed
     print_logical
     echo
     echo "written to $OUT"
