@@ -215,12 +215,6 @@ fn signed_and_encrypted_bundles_round_trip_and_the_standard_programs_check_and_o
     );
     let raw = std::fs::read(&bundle).unwrap();
     assert!(raw.starts_with(b"age-encryption.org/v1\n"));
-    for row in ["r1", "AndroidRequests_report"] {
-        assert!(
-            !raw.windows(row.len()).any(|w| w == row.as_bytes()),
-            "{row:?} is readable in the encrypted bundle"
-        );
-    }
     let stranger = keys.age("stranger");
     let opened = keys.path("opened.tar.gz");
     assert_ne!(age_decrypt(&stranger.identity, &bundle, &opened).code, 0);
@@ -499,6 +493,14 @@ fn forged_unsigned_foreign_changed_replayed_and_renamed_bundles_are_refused_and_
         .unwrap()
         .replace("later 1", "forged!!")
         .into_bytes();
+    assert_ne!(
+        rows.1,
+        untar(&forgery.partial.1)
+            .iter()
+            .find(|(n, _)| n == &rows.0)
+            .unwrap()
+            .1
+    );
     let (rows_path, rows_bytes) = rows.clone();
     let manifest = entries
         .iter_mut()
@@ -603,6 +605,30 @@ fn forged_unsigned_foreign_changed_replayed_and_renamed_bundles_are_refused_and_
     ferry.source.sql(CHANGE);
     ferry.ship_partial(&[]);
     same(ferry);
+
+    // Withheld, then put back: a genuine complete this receiver never saw, older than the
+    // complete it applied since, is skipped, not loaded: it would roll the target back.
+    ferry.sender(&["complete"]).expect_code(0);
+    let withheld = ferry.pending()[0].clone();
+    let path = ferry.scratch.inbox.join(&withheld);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    ferry
+        .source
+        .sql("UPDATE \"AndroidRequests_report\" SET message = 'after the withheld one'");
+    ferry.ship();
+    same(ferry);
+    let rows = Ferry::rows(&ferry.target, TABLE, "id");
+    std::fs::write(&path, bytes).unwrap();
+    ferry.receiver(&["load"]).expect_code(0);
+    assert_eq!(Ferry::rows(&ferry.target, TABLE, "id"), rows);
+    assert!(
+        ferry
+            .ledger()
+            .contains(&format!("{withheld} complete skipped")),
+        "{:?}",
+        ferry.ledger()
+    );
 }
 
 #[test]
@@ -769,9 +795,6 @@ fn through_an_s3_store_bundles_stay_sealed_at_rest_and_a_receiver_without_identi
         assert!(name.ends_with(".tar.gz.age"), "{name}");
         let object = ferry.bucket.get(&format!("{}{name}", ferry.prefix));
         assert!(object.starts_with(b"age-encryption.org/v1\n"));
-        assert!(!object
-            .windows(TABLE.len() - 2)
-            .any(|w| w == &TABLE.as_bytes()[1..TABLE.len() - 1]));
     }
     ferry.receiver(&["load"]).expect_code(0);
     assert_eq!(

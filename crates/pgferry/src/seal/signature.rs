@@ -20,7 +20,8 @@ pub fn trusted_comment(bundle: &str) -> String {
     format!("pgferry bundle {bundle}")
 }
 
-/// A minisign key ID, printed as `minisign` prints it.
+/// A minisign key ID, printed as the `minisign` program prints it in a key file's comment:
+/// hexadecimal without leading zeros, so an operator finds the same text in the `.pub`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(pub u64);
 
@@ -35,7 +36,7 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", self.0)
+        write!(f, "{:X}", self.0)
     }
 }
 
@@ -261,6 +262,16 @@ mod tests {
             trusted.check(manifest, Some(b"not a signature"), "b"),
             Err(Refusal::MalformedSignature(_))
         ));
+    }
+
+    #[test]
+    fn a_key_id_reads_as_in_minisigns_key_files() {
+        // minisign writes `%" PRIX64`: no leading zeros.
+        assert_eq!(KeyId(0x0C09_F146_8ED2_0FF1).to_string(), "C09F1468ED20FF1");
+        assert_eq!(
+            KeyId::of(&0xD5C1_7537_2C4B_7E77u64.to_le_bytes()).to_string(),
+            "D5C175372C4B7E77"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use pgferry::bundle::reader::{Problem, Rejected, Verified, VerifyError};
+use pgferry::bundle::reader::{Rejected, Verified, VerifyError};
 use pgferry::bundle::{BundleName, Kind};
 use pgferry::cause::{Cause, CauseExt};
 use pgferry::checks::free_space;
@@ -17,11 +17,11 @@ use pgferry::job::Options;
 use pgferry::last_bundles::{self, BundleFacts};
 use pgferry::pg::Psql;
 use pgferry::progress::Progress;
-use pgferry::seal::{OpenKeys, Refusal};
+use pgferry::seal::OpenKeys;
 use pgferry::settings::{ReceiverSettings, Size};
 
 use crate::load::refused::Refused;
-use crate::load::{apply, ledger, plan};
+use crate::load::{apply, ledger, old_bundles, plan};
 use crate::{blocked, fetch, hook, inbox, install, prune, supersede};
 
 pub fn run(config: &Path, once: bool, options: &Options) -> anyhow::Result<Exit> {
@@ -171,7 +171,7 @@ fn load_one(
         last_complete,
         newest,
     } = ledger::lookup(&psql, &manifest.name)?;
-    if let Some(refusal) = replayed(name, recorded.as_ref(), newest.as_ref()) {
+    if let Some(refusal) = old_bundles::replayed(name, recorded.as_ref(), newest.as_ref()) {
         let moved = inbox::reject(&settings.inbox.dir, name, &refusal.to_string())?;
         tracing::error!(bundle = %name, moved_to = %moved.display(), "{refusal}");
         return Ok(Outcome::Replayed(refusal));
@@ -185,7 +185,7 @@ fn load_one(
         return Ok(Outcome::Obsolete);
     }
     let already = recorded.is_some();
-    if !already && is_obsolete(manifest, last_complete.as_ref()) {
+    if !already && old_bundles::is_obsolete(manifest, last_complete.as_ref()) {
         ledger::record_skipped(&psql, manifest, &verified.sha256)?;
         inbox::move_to(&settings.inbox.dir, name, inbox::APPLIED)?;
         tracing::info!(bundle = %name, "skipped: a complete bundle applied since holds its rows");
@@ -236,38 +236,6 @@ fn load_one(
         Outcome::AlreadyLoaded
     } else {
         Outcome::Applied
-    })
-}
-
-/// A partial whose window ends before the snapshot of the last applied complete, or a
-/// complete taken before it (an old one put back: loading it would roll the target back).
-fn is_obsolete(
-    manifest: &pgferry::bundle::Manifest,
-    last_complete: Option<&ledger::Record>,
-) -> bool {
-    let Some(complete) = last_complete else {
-        return false;
-    };
-    match (manifest.kind, manifest.window) {
-        (Kind::Partial, Some(window)) => window.end < complete.snapshot_time,
-        (Kind::Complete, _) => manifest.snapshot_time < complete.snapshot_time,
-        (Kind::Partial, None) => false,
-    }
-}
-
-/// An applied bundle that is pending again after newer ones were applied.
-fn replayed(
-    name: &BundleName,
-    recorded: Option<&ledger::Record>,
-    newest: Option<&ledger::Record>,
-) -> Option<VerifyError> {
-    let recorded = recorded.filter(|r| r.status == ledger::APPLIED)?;
-    let newest = newest.filter(|n| n.bundle > recorded.bundle)?;
-    Some(VerifyError {
-        bundle: name.file_name(),
-        problem: Problem::Untrusted(Refusal::Replayed {
-            newer: newest.bundle.clone(),
-        }),
     })
 }
 

@@ -5,7 +5,7 @@
 //! [`csv_to_copy`]), live tables' rows replaced without blocking readers ([`merge`]),
 //! partial rows upserted ([`upsert`]), triggers paused ([`triggers`]), indexes and keys
 //! after the data ([`post_data`]) and the [`ledger`] row. A bundle the target cannot take
-//! is [`refused`].
+//! is [`refused`]; an old one that comes back is caught by [`old_bundles`].
 
 pub mod apply;
 pub mod changes;
@@ -16,6 +16,7 @@ pub mod dump_syntax;
 pub mod entries;
 pub mod ledger;
 pub mod merge;
+pub mod old_bundles;
 pub mod plan;
 pub mod post_data;
 pub mod refused;
