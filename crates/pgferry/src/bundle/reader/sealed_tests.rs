@@ -226,3 +226,20 @@ fn a_changed_byte_of_an_encrypted_bundle_is_refused() {
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     assert!(verify(&path, &opener).is_err());
 }
+
+#[test]
+fn keys_turned_on_one_side_first_refuse_nothing() {
+    // The order the README gives: a receiver with identities still reads plain bundles,
+    // and one without trusted keys reads signed ones (checking nothing of the signature).
+    let keys = Keys::new();
+    let (secret, _) = keys.minisign("sender");
+    let (identity, _) = keys.age("receiver");
+    let dir = tempfile::tempdir().unwrap();
+    let plain = write(dir.path(), &Seal::default(), b"1\n");
+    let verified = verify(&plain, &open_keys(&[], &[identity])).unwrap();
+    assert_eq!(rows(&plain, &verified), b"1\n");
+    let signed = write(dir.path(), &seal(Some(&secret), vec![]), b"2\n");
+    let verified = verify(&signed, &OpenKeys::default()).unwrap();
+    assert_eq!(verified.signed_by, None);
+    assert_eq!(rows(&signed, &verified), b"2\n");
+}
