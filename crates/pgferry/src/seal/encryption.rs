@@ -109,10 +109,6 @@ impl Identities {
         self.files.is_empty()
     }
 
-    pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        self.files.iter().map(|(path, _)| path)
-    }
-
     /// Opens an encrypted stream: the reader yields the plaintext, and fails on any chunk
     /// that was changed, and on a stream cut short.
     pub fn open<R: Read>(&self, input: R) -> Result<age::stream::StreamReader<R>, Refusal> {
