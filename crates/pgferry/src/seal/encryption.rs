@@ -79,7 +79,13 @@ type Identity = Box<dyn age::Identity + Send + Sync>;
 /// to a new recipient without a window of bundles nobody opens.
 #[derive(Clone, Default)]
 pub struct Identities {
-    files: Arc<Vec<(PathBuf, Vec<Identity>)>>,
+    files: Arc<Vec<IdentityFile>>,
+}
+
+/// One identity file's keys, and the X25519 recipients they answer to (for `check`).
+struct IdentityFile {
+    identities: Vec<Identity>,
+    recipients: Vec<age::x25519::Recipient>,
 }
 
 impl Identities {
@@ -98,7 +104,17 @@ impl Identities {
             if identities.is_empty() {
                 return Err(not_identity("the file holds no key".into()));
             }
-            files.push((path.clone(), identities));
+            let recipients = text
+                .lines()
+                .map(str::trim)
+                .filter(|line| line.starts_with("AGE-SECRET-KEY-"))
+                .filter_map(|line| line.parse::<age::x25519::Identity>().ok())
+                .map(|identity| identity.to_public())
+                .collect();
+            files.push(IdentityFile {
+                identities,
+                recipients,
+            });
         }
         Ok(Identities {
             files: Arc::new(files),
@@ -107,6 +123,14 @@ impl Identities {
 
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// The X25519 recipients of the identities, as `age-keygen -y` prints them.
+    pub fn recipients(&self) -> Vec<age::x25519::Recipient> {
+        self.files
+            .iter()
+            .flat_map(|file| file.recipients.iter().cloned())
+            .collect()
     }
 
     /// Opens an encrypted stream: the reader yields the plaintext, and fails on any chunk
@@ -120,7 +144,7 @@ impl Identities {
         let identities = self
             .files
             .iter()
-            .flat_map(|(_, ids)| ids.iter())
+            .flat_map(|file| file.identities.iter())
             .map(|id| id.as_ref() as &dyn age::Identity);
         decryptor.decrypt(identities).map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => Refusal::NoMatchingIdentity,

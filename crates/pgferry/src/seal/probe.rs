@@ -41,8 +41,7 @@ pub fn sender(report: &mut Report, settings: &SealSettings) {
 
 fn sign_key(report: &mut Report, path: &Path) {
     if let Err(err) = key_file::check_private(KeyRole::SignKey, path) {
-        report.fail("sign key", err.to_string());
-        return;
+        return report.fail("sign key", err.to_string());
     }
     let signer = match Signer::load(path) {
         Ok(signer) => signer,
@@ -106,7 +105,7 @@ fn identity(report: &mut Report, path: &Path) {
         Ok(identities) => identities,
         Err(err) => return report.fail("identity", err.to_string()),
     };
-    match round_trip(path, &identities) {
+    match round_trip(&identities) {
         Ok(recipients) => report.ok(
             "identity",
             format!(
@@ -119,16 +118,9 @@ fn identity(report: &mut Report, path: &Path) {
     }
 }
 
-/// Encrypts a probe to the file's own recipients and opens it with the loaded identities.
-fn round_trip(path: &Path, identities: &Identities) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let recipients: Vec<age::x25519::Recipient> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("AGE-SECRET-KEY-"))
-        .filter_map(|line| line.parse::<age::x25519::Identity>().ok())
-        .map(|identity| identity.to_public())
-        .collect();
+/// Encrypts a probe to the identities' own recipients and opens it with the identities.
+fn round_trip(identities: &Identities) -> Result<Vec<String>, String> {
+    let recipients = identities.recipients();
     if recipients.is_empty() {
         return Err("it holds no X25519 identity (AGE-SECRET-KEY-1...) to probe".into());
     }
